@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on 127.0.0.1 with kwok-simulated GPU nodes, for tests and demos.
+#
+#   tests/cluster.sh up [--dir DIR] [--nodes N]   start etcd, kube-apiserver, kube-controller-manager,
+#                                                 kube-scheduler and kwok; print the exports
+#   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
+#   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
+#   tests/cluster.sh stats [--dir DIR]            memory of each component, etcd size, object counts
+#   tests/cluster.sh down [--dir DIR]             stop everything and remove DIR
+#
+# Typical use:   eval "$(tests/cluster.sh up --nodes 200)"; kubectl get nodes; tests/cluster.sh down
+#
+# DIR defaults to $KELVIN_CLUSTER_DIR or ${TMPDIR:-/tmp}/kelvin-cluster. The binaries come from
+# tests/testbin/build.sh (built once, cached outside the repository).
+#
+# How processes are kept on a leash (docs/testing.md has the long version): `up` starts one
+# *supervisor* (this script, `_supervise`) in a session of its own. The supervisor starts every
+# component as its direct child through `setpriv --pdeathsig KILL`, so the kernel kills a
+# component the moment the supervisor dies, however it dies. `down` sends the supervisor SIGTERM.
+# With `--lifeline` (what the Rust harness uses) the supervisor also treats end-of-file on its
+# stdin as "stop": the harness keeps the write end of that pipe open for its whole life, and the
+# kernel closes it when the test process exits, panics or is SIGKILLed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+self="$here/$(basename "${BASH_SOURCE[0]}")"
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { echo "cluster: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() { sed -n '2,12p' "$self" | sed 's/^# \{0,1\}//'; }
+
+# --- small helpers -------------------------------------------------------------------------
+
+# A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range so that outgoing
+# connections do not take it between now and the moment the component binds it.
+declare -A taken_ports=()
+free_port() { # VAR
+  local listening port tries=0
+  listening="$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -u)"
+  while ((tries++ < 200)); do
+    port=$((20000 + RANDOM % 12000))
+    [[ -n "${taken_ports[$port]:-}" ]] && continue
+    grep -qx "$port" <<<"$listening" && continue
+    taken_ports[$port]=1
+    printf -v "$1" '%s' "$port"
+    return 0
+  done
+  die "no free port found"
+}
+
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+# Parses --dir (and the flags of each command) into globals.
+dir="${KELVIN_CLUSTER_DIR:-${TMPDIR:-/tmp}/kelvin-cluster}"
+
+load_env() { # DIR -> variables of the running cluster
+  [[ -f "$dir/cluster.env" ]] || die "no cluster in $dir (run: tests/cluster.sh up)"
+  # shellcheck disable=SC1091
+  source "$dir/cluster.env"
+}
+
+supervisor_pid() { [[ -f "$dir/supervisor.pid" ]] && cat "$dir/supervisor.pid" || true; }
+
+print_exports() {
+  printf 'export KUBECONFIG=%q\n' "$dir/kubeconfig"
+  printf 'export KELVIN_TESTBIN=%q\n' "$BIN"
+  printf 'export KELVIN_CLUSTER_DIR=%q\n' "$dir"
+  printf 'export PATH=%q:"$PATH"\n' "$BIN"
+}
+
+# --- certificates and configuration ------------------------------------------------------------
+
+# CA, apiserver serving cert, admin client cert (group system:masters), service-account key.
+# EC P-256 keys: fast to generate, accepted by Go and by rustls.
+gen_pki() {
+  local p="$dir/pki"
+  mkdir -p "$p"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$p/ca.key" -out "$p/ca.crt" -days 3650 \
+    -subj "/CN=kelvin-test-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  sign() { # name subject extensions
+    openssl req "${ec[@]}" -keyout "$p/$1.key" -out "$p/$1.csr" -subj "$2" 2>/dev/null
+    printf '%b' "$3" >"$p/$1.ext"
+    openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" \
+      -set_serial "0x$(openssl rand -hex 12)" -days 3650 -extfile "$p/$1.ext" \
+      -out "$p/$1.crt" 2>/dev/null
+    rm -f "$p/$1.csr" "$p/$1.ext"
+  }
+  sign apiserver "/CN=kube-apiserver" \
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+  sign admin "/O=system:masters/CN=kelvin-admin" \
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+  openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+  chmod 600 "$p"/*.key
+}
+
+write_kubeconfig() {
+  local p="$dir/pki" b64="base64 -w0"
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kelvin-test
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $($b64 <"$p/ca.crt")
+users:
+- name: kelvin-admin
+  user:
+    client-certificate-data: $($b64 <"$p/admin.crt")
+    client-key-data: $($b64 <"$p/admin.key")
+contexts:
+- name: kelvin-test
+  context: {cluster: kelvin-test, user: kelvin-admin}
+current-context: kelvin-test
+EOF
+  chmod 600 "$dir/kubeconfig"
+}
+
+# kwok needs Stage objects to know what to do with nodes and pods. We read kwok's own stages
+# from the Go module cache (the kwok module pinned in tests/testbin/kwok), at runtime:
+# node-initialize (Ready + keep our capacity), heartbeat-with-lease, pod-ready/complete/delete.
+kwok_stage_files() {
+  local mod
+  mod="$(cd "$here/testbin/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)" \
+    || die "cannot locate the sigs.k8s.io/kwok module (go list -m in tests/testbin/kwok)"
+  local s="$mod/kustomize/stage"
+  local files=(
+    "$s/node/fast/node-initialize.yaml"
+    "$s/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
+    "$s/pod/fast/pod-ready.yaml"
+    "$s/pod/fast/pod-complete.yaml"
+    "$s/pod/fast/pod-delete.yaml"
+  )
+  local f
+  for f in "${files[@]}"; do [[ -f "$f" ]] || die "kwok stage missing: $f"; done
+  printf '%s\n' "${files[@]}"
+}
+
+write_kwok_config() {
+  cat >"$dir/kwok.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  # Wide pod CIDR (8M addresses): the default /24 runs out after 254 pods.
+  cidr: 10.128.0.0/9
+  nodeIP: 172.31.255.254
+  nodeLeaseDurationSeconds: ${KELVIN_KWOK_LEASE_SECONDS:-40}
+  manageAllNodes: false
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
+  nodePlayStageParallelism: 16
+  podPlayStageParallelism: 16
+  nodeLeaseParallelism: 16
+  podsOnNodeSyncParallelism: 4
+EOF
+}
+
+# --- the supervisor ------------------------------------------------------------------------
+
+# Runs in its own session (setsid). Starts the components as its children, waits for the stop
+# signal (SIGTERM from `down`, or EOF on stdin with --lifeline), stops them and exits.
+supervise() {
+  local lifeline="$1"
+  load_env
+  echo "$$" >"$dir/supervisor.pid"
+  # Globals, not locals: the traps below run them after `supervise` may have returned.
+  declare -gA pids=()
+  waiter="" stopping=0 ready=0 lifeline_mode="$lifeline"
+
+  stop_all() {
+    ((stopping)) && return 0
+    stopping=1
+    log "stopping (supervisor $$)"
+    local i name
+    for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+      name="${components[$i]}"
+      alive "${pids[$name]:-}" && kill -TERM "${pids[$name]}" 2>/dev/null || true
+    done
+    alive "$waiter" && kill -TERM "$waiter" 2>/dev/null || true
+    local deadline=$((SECONDS + 15))
+    for name in "${components[@]}"; do
+      while alive "${pids[$name]:-}" && ((SECONDS < deadline)); do sleep 0.1; done
+      alive "${pids[$name]:-}" && kill -KILL "${pids[$name]}" 2>/dev/null || true
+    done
+    rm -f "$dir/supervisor.pid" "$dir/pids/"*
+    # The harness's directory goes with it (unless KELVIN_E2E_KEEP is set). A failed startup
+    # keeps it: `up` prints the logs and removes it.
+    if ((lifeline_mode && ready)) && [[ -z "${KELVIN_E2E_KEEP:-}" ]]; then
+      rm -rf "$dir"
+    fi
+    log "stopped"
+  }
+  trap 'stop_all; exit 0' TERM INT HUP
+  trap 'stop_all' EXIT
+
+  # Components die with the supervisor (PR_SET_PDEATHSIG, kept across exec by setpriv).
+  local leash=()
+  if setpriv --help 2>/dev/null | grep -q -- --pdeathsig; then
+    leash=(setpriv --pdeathsig KILL --)
+  else
+    log "warning: setpriv --pdeathsig unavailable; components outlive a SIGKILLed supervisor"
+  fi
+  mkdir -p "$dir/logs" "$dir/pids"
+  start() { # name args...
+    local name="$1"
+    shift
+    "${leash[@]}" "$BIN/$name" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 3<&- &
+    pids[$name]=$!
+    echo "${pids[$name]}" >"$dir/pids/$name"
+  }
+  until_up() { # name deadline-seconds command...
+    local name="$1" deadline=$((SECONDS + $2))
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+      alive "${pids[$name]}" || { log "$name exited; see $dir/logs/$name.log"; exit 1; }
+      ((SECONDS < deadline)) || { log "$name not healthy in time; see $dir/logs/$name.log"; exit 1; }
+      sleep 0.2
+    done
+  }
+  local p="$dir/pki" kc="$dir/kubeconfig"
+  local curl_admin=(curl -fsS --max-time 2 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key")
+
+  start etcd --name=kelvin --data-dir="$dir/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="kelvin=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync=true --auto-compaction-mode=periodic --auto-compaction-retention=5m \
+    --quota-backend-bytes=8589934592 --log-level=warn
+  until_up etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+
+  start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
+    --client-ca-file="$p/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --authorization-mode=Node,RBAC --allow-privileged=true \
+    --endpoint-reconciler-type=none --profiling=false
+  until_up kube-apiserver 90 "${curl_admin[@]}" "https://127.0.0.1:$API_PORT/readyz"
+
+  local common=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
+    --leader-elect=false --bind-address=127.0.0.1)
+  start kube-controller-manager "${common[@]}" --secure-port="$KCM_PORT" \
+    --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" \
+    --use-service-account-credentials=true \
+    --kube-api-qps=200 --kube-api-burst=400 --concurrent-daemonset-syncs=4
+  start kube-scheduler "${common[@]}" --secure-port="$SCHED_PORT" \
+    --kube-api-qps=200 --kube-api-burst=400
+  local stages=() f
+  while IFS= read -r f; do stages+=("--config=$f"); done < <(kwok_stage_files)
+  start kwok --kubeconfig="$kc" --config="$dir/kwok.yaml" "${stages[@]}" \
+    --server-address="127.0.0.1:$KWOK_PORT"
+
+  until_up kube-controller-manager 60 curl -fsSk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
+  until_up kube-scheduler 60 curl -fsSk --max-time 2 "https://127.0.0.1:$SCHED_PORT/healthz"
+  until_up kwok 60 curl -fsS --max-time 2 "http://127.0.0.1:$KWOK_PORT/healthz"
+  # The service-account token controller is running once `default` has its ServiceAccount.
+  until_up kube-controller-manager 60 "${curl_admin[@]}" \
+    "https://127.0.0.1:$API_PORT/api/v1/namespaces/default/serviceaccounts/default"
+  ready=1
+  touch "$dir/ready"
+  log "ready (supervisor $$)"
+
+  # Wait for the stop signal. `wait` returns early when a trapped signal arrives.
+  if ((lifeline)); then
+    "${leash[@]}" cat >/dev/null <&3 &
+  else
+    "${leash[@]}" sleep infinity </dev/null &
+  fi
+  waiter=$!
+  exec 3<&-
+  wait "$waiter" || true
+  exit 0
+}
+
+# --- commands ------------------------------------------------------------------------------
+
+cmd_up() {
+  local nodes=0 lifeline=0
+  while (($#)); do
+    case "$1" in
+      --nodes) nodes="$2"; shift 2 ;;
+      --lifeline) lifeline=1; shift ;;
+      *) die "up: unknown argument $1" ;;
+    esac
+  done
+  if alive "$(supervisor_pid)"; then
+    die "a cluster is already running in $dir (tests/cluster.sh down --dir $dir)"
+  fi
+  if [[ -e "$dir" ]]; then
+    [[ -f "$dir/.kelvin-cluster" ]] || [[ -z "$(ls -A "$dir")" ]] \
+      || die "$dir exists and is not a cluster directory; refusing to reuse it"
+    rm -rf "$dir"
+  fi
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  touch "$dir/.kelvin-cluster"
+
+  local t0=$SECONDS
+  BIN="$("$here/testbin/build.sh")" || die "tests/testbin/build.sh failed"
+  local c
+  for c in "${components[@]}" kubectl helm; do
+    [[ -x "$BIN/$c" ]] || die "missing $BIN/$c"
+  done
+  local v
+  for v in ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT; do free_port "$v"; done
+  cat >"$dir/cluster.env" <<EOF
+BIN=$BIN
+ETCD_PORT=$ETCD_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+API_PORT=$API_PORT
+KCM_PORT=$KCM_PORT
+SCHED_PORT=$SCHED_PORT
+KWOK_PORT=$KWOK_PORT
+EOF
+  load_env
+  gen_pki
+  write_kubeconfig
+  write_kwok_config
+
+  # If `up` fails or is interrupted before the cluster is ready, take it down again.
+  trap 'log "startup failed; logs:"; tail_logs; cmd_down >/dev/null 2>&1 || true' EXIT
+  mkdir -p "$dir/logs"
+  if ((lifeline)); then
+    # fd 3 carries our stdin (the lifeline pipe) into the supervisor's background reader.
+    setsid "$self" _supervise --dir "$dir" --lifeline 3<&0 </dev/null >"$dir/logs/supervisor.log" 2>&1 &
+  else
+    setsid "$self" _supervise --dir "$dir" </dev/null >"$dir/logs/supervisor.log" 2>&1 &
+  fi
+  local spid=$! deadline=$((SECONDS + 180))
+  until [[ -f "$dir/ready" ]]; do
+    alive "$spid" || die "supervisor exited during startup"
+    ((SECONDS < deadline)) || die "control plane not ready after 180 s"
+    sleep 0.2
+  done
+  trap - EXIT
+  log "control plane ready in $((SECONDS - t0)) s ($dir)"
+
+  if ((nodes > 0)); then
+    KUBECONFIG="$dir/kubeconfig" run_fake_nodes create --count "$nodes" --wait \
+      || { cmd_down >/dev/null 2>&1 || true; die "creating $nodes nodes failed"; }
+  fi
+  print_exports
+}
+
+tail_logs() {
+  local f
+  for f in "$dir"/logs/*.log; do
+    [[ -f "$f" ]] || continue
+    echo "--- $f" >&2
+    tail -n 15 "$f" >&2
+  done
+}
+
+cmd_down() {
+  local spid
+  spid="$(supervisor_pid)"
+  if alive "$spid"; then
+    kill -TERM "$spid" 2>/dev/null || true
+    local deadline=$((SECONDS + 25))
+    while alive "$spid" && ((SECONDS < deadline)); do sleep 0.1; done
+    # Last resort: the whole session/process group the supervisor leads.
+    alive "$spid" && kill -KILL -- "-$spid" 2>/dev/null || true
+  fi
+  # Stray components (supervisor gone without cleaning up): kill what the pid files name,
+  # after checking that the pid still runs one of our binaries.
+  local f pid
+  for f in "$dir"/pids/*; do
+    [[ -f "$f" ]] || continue
+    pid="$(cat "$f")"
+    if alive "$pid" && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == */testbin/* ]]; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ -f "$dir/.kelvin-cluster" ]]; then
+    rm -rf "$dir"
+  fi
+  log "down ($dir)"
+}
+
+cmd_env() {
+  alive "$(supervisor_pid)" && [[ -f "$dir/ready" ]] || die "no running cluster in $dir"
+  load_env
+  print_exports
+}
+
+run_fake_nodes() {
+  # One implementation of fake nodes, in Rust (tests/e2e/src/nodes.rs), shared with the tests.
+  (cd "$root" && cargo run --quiet -p kelvin-e2e --bin fake-nodes -- "$@")
+}
+
+cmd_nodes() {
+  [[ -f "$dir/kubeconfig" ]] || die "no cluster in $dir"
+  KUBECONFIG="$dir/kubeconfig" run_fake_nodes "$@"
+}
+
+cmd_stats() {
+  load_env
+  local name pid rss total=0
+  printf '%-26s %8s %10s\n' COMPONENT PID RSS_MiB
+  for name in "${components[@]}"; do
+    pid="$(cat "$dir/pids/$name" 2>/dev/null || true)"
+    if alive "$pid"; then
+      rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")"
+      total=$((total + rss))
+      printf '%-26s %8s %10d\n' "$name" "$pid" $((rss / 1024))
+    else
+      printf '%-26s %8s %10s\n' "$name" - -
+    fi
+  done
+  printf '%-26s %8s %10d\n' total "" $((total / 1024))
+  printf 'etcd data dir: %s\n' "$(du -sh "$dir/etcd" 2>/dev/null | cut -f1)"
+  local k=("$BIN/kubectl" --kubeconfig "$dir/kubeconfig")
+  printf 'nodes: %s (Ready: %s)  pods: %s\n' \
+    "$("${k[@]}" get nodes --no-headers 2>/dev/null | wc -l)" \
+    "$("${k[@]}" get nodes --no-headers 2>/dev/null | awk '$2 == "Ready"' | wc -l)" \
+    "$("${k[@]}" get pods -A --no-headers 2>/dev/null | wc -l)"
+}
+
+main() {
+  (($#)) || { usage; exit 2; }
+  local cmd="$1"
+  shift
+  local args=() lifeline=0
+  while (($#)); do
+    case "$1" in
+      --dir) dir="$2"; shift 2 ;;
+      --dir=*) dir="${1#--dir=}"; shift ;;
+      --lifeline) lifeline=1; args+=("$1"); shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  case "$cmd" in
+    up) cmd_up "${args[@]}" ;;
+    down) cmd_down ;;
+    env) cmd_env ;;
+    nodes) cmd_nodes "${args[@]}" ;;
+    stats) cmd_stats ;;
+    _supervise) supervise "$lifeline" ;;
+    -h | --help | help) usage ;;
+    *) usage; exit 2 ;;
+  esac
+}
+
+main "$@"
