@@ -51,7 +51,14 @@ free_port() { # VAR
   die "no free port found"
 }
 
-alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# True while process $1 runs. A zombie (exited, not yet reaped by its parent) counts as gone.
+alive() {
+  [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
 
 # Parses --dir (and the flags of each command) into globals.
 dir="${KELVIN_CLUSTER_DIR:-${TMPDIR:-/tmp}/kelvin-cluster}"
@@ -177,17 +184,20 @@ supervise() {
     ((stopping)) && return 0
     stopping=1
     log "stopping (supervisor $$)"
-    local i name
-    for ((i = ${#components[@]} - 1; i >= 0; i--)); do
-      name="${components[$i]}"
-      alive "${pids[$name]:-}" && kill -TERM "${pids[$name]}" 2>/dev/null || true
+    # Clients first, then the API server, then etcd: etcd's graceful stop waits for the
+    # API server's watch streams, so stopping both at once takes many seconds.
+    local group name
+    for group in "kwok kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+      for name in $group; do
+        alive "${pids[$name]:-}" && kill -TERM "${pids[$name]}" 2>/dev/null || true
+      done
+      local deadline=$((SECONDS + 10))
+      for name in $group; do
+        while alive "${pids[$name]:-}" && ((SECONDS < deadline)); do sleep 0.05; done
+        alive "${pids[$name]:-}" && kill -KILL "${pids[$name]}" 2>/dev/null || true
+      done
     done
     alive "$waiter" && kill -TERM "$waiter" 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    for name in "${components[@]}"; do
-      while alive "${pids[$name]:-}" && ((SECONDS < deadline)); do sleep 0.1; done
-      alive "${pids[$name]:-}" && kill -KILL "${pids[$name]}" 2>/dev/null || true
-    done
     rm -f "$dir/supervisor.pid" "$dir/pids/"*
     # The harness's directory goes with it (unless KELVIN_E2E_KEEP is set). A failed startup
     # keeps it: `up` prints the logs and removes it.

@@ -13,9 +13,10 @@
 //! the pods scheduled to them.
 
 pub mod cluster;
+pub mod crd;
 pub mod nodes;
 pub mod process;
 
 pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};
 pub use nodes::{GpuNodes, Layout};
-pub use process::run;
+pub use process::{run, workspace_binary};

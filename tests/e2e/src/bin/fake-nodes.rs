@@ -116,7 +116,11 @@ impl SetArgs {
                     .with_context(|| format!("label {kv:?} is not key=value"))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
-        set.taints = self.taints.iter().map(|t| parse_taint(t)).collect::<Result<_>>()?;
+        set.taints = self
+            .taints
+            .iter()
+            .map(|t| parse_taint(t))
+            .collect::<Result<_>>()?;
         Ok(set)
     }
 }
@@ -147,7 +151,9 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
                 .with_context(|| format!("reading {}", path.display()))?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
         }
-        None => Config::infer().await.context("no kubeconfig (set KUBECONFIG)")?,
+        None => Config::infer()
+            .await
+            .context("no kubeconfig (set KUBECONFIG)")?,
     };
     Client::try_from(config).context("building a Kubernetes client")
 }
