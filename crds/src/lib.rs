@@ -1,0 +1,10 @@
+//! Kelvin's API types, the generated CRD and the pure model (validation and the power,
+//! cooling and fabric arithmetic). No client, no clock, no I/O.
+
+pub mod crd;
+pub mod v1alpha1;
+pub mod diagnostics;
+pub mod locate;
+pub mod model;
+pub mod schema;
+pub mod load;

@@ -1,0 +1,144 @@
+//! Maps field paths (`spec.gpuPools[1].fabric`) back to line and column in a YAML file, so an
+//! error about a field points at it. Built from the parser's events, only when a document has
+//! findings to place.
+
+use std::collections::HashMap;
+
+use granit_parser::{Event, Parser};
+
+/// Field path -> (line, column), both 1-based, for one document of a YAML stream.
+#[derive(Debug, Default)]
+pub struct PathIndex {
+    positions: HashMap<String, (usize, usize)>,
+}
+
+enum Frame {
+    /// A mapping: the key of the value being read, if a key was seen.
+    Mapping { path: String, key: Option<String> },
+    /// A sequence: the index of the next item.
+    Sequence { path: String, next: usize },
+}
+
+impl PathIndex {
+    /// Indexes document number `document` (0-based, counting non-empty documents) of `text`.
+    /// Returns an empty index when the text does not parse; the YAML error is reported elsewhere.
+    pub fn build(text: &str, document: usize) -> Self {
+        let mut index = Self::default();
+        let mut stack: Vec<Frame> = Vec::new();
+        // Empty and null documents are skipped by the loader, so they are not counted here.
+        let mut current = 0usize;
+        let mut has_root = false;
+        for event in Parser::new_from_str(text) {
+            let Ok((event, span)) = event else { break };
+            let position = (span.start.line(), span.start.col() + 1);
+            let record = current == document;
+            match event {
+                Event::DocumentStart(..) => {
+                    stack.clear();
+                    has_root = false;
+                }
+                Event::DocumentEnd => {
+                    if has_root {
+                        if current == document {
+                            break;
+                        }
+                        current += 1;
+                    }
+                }
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    has_root = true;
+                    let path = index.enter_value(&mut stack, position, record);
+                    if matches!(event, Event::MappingStart(..)) {
+                        stack.push(Frame::Mapping { path, key: None });
+                    } else {
+                        stack.push(Frame::Sequence { path, next: 0 });
+                    }
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    stack.pop();
+                }
+                Event::Scalar(value, ..) => {
+                    if let Some(Frame::Mapping { key: key @ None, .. }) = stack.last_mut() {
+                        *key = Some(value.into_owned());
+                    } else {
+                        if stack.is_empty() && !matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                            has_root = true;
+                        }
+                        index.enter_value(&mut stack, position, record);
+                    }
+                }
+                Event::Alias(_) => {
+                    index.enter_value(&mut stack, position, record);
+                }
+                _ => {}
+            }
+        }
+        index
+    }
+
+    /// Records the position of the value starting here and returns its path.
+    fn enter_value(&mut self, stack: &mut [Frame], position: (usize, usize), record: bool) -> String {
+        let path = match stack.last_mut() {
+            None => String::new(),
+            Some(Frame::Mapping { path, key }) => {
+                let key = key.take().unwrap_or_default();
+                if path.is_empty() { key } else { format!("{path}.{key}") }
+            }
+            Some(Frame::Sequence { path, next }) => {
+                let item = format!("{path}[{next}]");
+                *next += 1;
+                item
+            }
+        };
+        if record {
+            self.positions.entry(path.clone()).or_insert(position);
+        }
+        path
+    }
+
+    /// Position of `path`, or of its closest indexed ancestor (a missing field points at its parent).
+    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        let mut candidate = path;
+        loop {
+            if let Some(position) = self.positions.get(candidate) {
+                return Some(*position);
+            }
+            let cut = candidate.rfind(['.', '['])?;
+            candidate = &candidate[..cut];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+apiVersion: v1
+spec:
+  pools:
+  - name: a
+    fabric: x
+  - name: b
+    fabric: y
+---
+spec:
+  other: 1
+";
+
+    #[test]
+    fn finds_fields_and_list_items() {
+        let index = PathIndex::build(TEXT, 0);
+        assert_eq!(index.find("spec.pools[1].fabric"), Some((7, 13)));
+        assert_eq!(index.find("spec.pools[0]"), Some((4, 5)));
+        // A missing field points at its parent.
+        assert_eq!(index.find("spec.pools[1].missing"), Some((6, 5)));
+    }
+
+    #[test]
+    fn indexes_later_documents() {
+        let index = PathIndex::build(TEXT, 1);
+        assert_eq!(index.find("spec.other"), Some((10, 10)));
+        assert_eq!(index.find("spec.pools"), Some((9, 1)));
+    }
+}
