@@ -27,5 +27,4 @@ pub fn yaml() -> Result<String, serde_saphyr::SerializeError> {
 }
 
 /// Header of the committed CRD files.
-pub const GENERATED_HEADER: &str =
-    "# Generated from the Rust types in crds/src/v1alpha1 by `kelvin crd`; do not edit.\n# Regenerate: UPDATE_GOLDEN=1 cargo test -p kelvin-crds --test crd_drift\n";
+pub const GENERATED_HEADER: &str = "# Generated from the Rust types in crds/src/v1alpha1 by `kelvin crd`; do not edit.\n# Regenerate: UPDATE_GOLDEN=1 cargo test -p kelvin-crds --test crd_drift\n";

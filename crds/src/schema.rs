@@ -18,33 +18,57 @@ pub fn validate(schema: &Value, value: &Value) -> Vec<Diagnostic> {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Diagnostic>) {
-    let Some(schema) = schema.as_object() else { return };
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            errors.push(Diagnostic::error(path, "Invalid value: null: must not be null"));
+            errors.push(Diagnostic::error(
+                path,
+                "Invalid value: null: must not be null",
+            ));
         }
         return;
     }
-    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         if !(value.is_string() || value.as_i64().is_some()) {
-            errors.push(Diagnostic::error(path, format!("Invalid value: {value}: must be an integer or a string")));
+            errors.push(Diagnostic::error(
+                path,
+                format!("Invalid value: {value}: must be an integer or a string"),
+            ));
         }
         return;
     }
-    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
         && !schema.contains_key("type")
     {
         return;
     }
-    let Some(expected) = schema.get("type").and_then(Value::as_str) else { return };
+    let Some(expected) = schema.get("type").and_then(Value::as_str) else {
+        return;
+    };
     if !type_matches(expected, value) {
         errors.push(Diagnostic::error(
             path,
-            format!("Invalid value: {}: must be of type {expected}", describe(value)),
+            format!(
+                "Invalid value: {}: must be of type {expected}",
+                describe(value)
+            ),
         ));
         return;
     }
@@ -64,7 +88,13 @@ fn type_matches(expected: &str, value: &Value) -> bool {
         "array" => value.is_array(),
         "string" => value.is_string(),
         "boolean" => value.is_boolean(),
-        "integer" => value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15),
+        "integer" => {
+            value.is_i64()
+                || value.is_u64()
+                || value
+                    .as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+        }
         "number" => value.is_number(),
         _ => true,
     }
@@ -81,25 +111,45 @@ fn describe(value: &Value) -> String {
     }
 }
 
-fn check_enum(schema: &Map<String, Value>, value: &Value, path: &str, errors: &mut Vec<Diagnostic>) {
-    let Some(allowed) = schema.get("enum").and_then(Value::as_array) else { return };
+fn check_enum(
+    schema: &Map<String, Value>,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let Some(allowed) = schema.get("enum").and_then(Value::as_array) else {
+        return;
+    };
     if allowed.contains(value) {
         return;
     }
     let supported: Vec<String> = allowed.iter().map(Value::to_string).collect();
     let mut error = Diagnostic::error(
         path,
-        format!("Unsupported value: {value}: supported values: {}", supported.join(", ")),
+        format!(
+            "Unsupported value: {value}: supported values: {}",
+            supported.join(", ")
+        ),
     );
-    if let (Some(given), Some(best)) = (value.as_str(), closest(value.as_str().unwrap_or(""), allowed.iter().filter_map(Value::as_str))) {
-        if !given.is_empty() {
-            error = error.with_fix(format!("did you mean \"{best}\"?"));
-        }
+    if let (Some(given), Some(best)) = (
+        value.as_str(),
+        closest(
+            value.as_str().unwrap_or(""),
+            allowed.iter().filter_map(Value::as_str),
+        ),
+    ) && !given.is_empty()
+    {
+        error = error.with_fix(format!("did you mean \"{best}\"?"));
     }
     errors.push(error);
 }
 
-fn check_object(schema: &Map<String, Value>, object: &Map<String, Value>, path: &str, errors: &mut Vec<Diagnostic>) {
+fn check_object(
+    schema: &Map<String, Value>,
+    object: &Map<String, Value>,
+    path: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
     let properties = schema.get("properties").and_then(Value::as_object);
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for key in required.iter().filter_map(Value::as_str) {
@@ -132,16 +182,30 @@ fn check_object(schema: &Map<String, Value>, object: &Map<String, Value>, path: 
     }
 }
 
-fn check_array(schema: &Map<String, Value>, items: &[Value], path: &str, errors: &mut Vec<Diagnostic>) {
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-        if items.len() as u64 > max {
-            errors.push(Diagnostic::error(path, format!("Too many: {}: must have at most {max} items", items.len())));
-        }
+fn check_array(
+    schema: &Map<String, Value>,
+    items: &[Value],
+    path: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        && items.len() as u64 > max
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!("Too many: {}: must have at most {max} items", items.len()),
+        ));
     }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-        if (items.len() as u64) < min {
-            errors.push(Diagnostic::error(path, format!("Invalid value: {} items: should have at least {min} items", items.len())));
-        }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        && (items.len() as u64) < min
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!(
+                "Invalid value: {} items: should have at least {min} items",
+                items.len()
+            ),
+        ));
     }
     if let Some(item_schema) = schema.get("items") {
         for (index, item) in items.iter().enumerate() {
@@ -151,7 +215,12 @@ fn check_array(schema: &Map<String, Value>, items: &[Value], path: &str, errors:
     check_list_uniqueness(schema, items, path, errors);
 }
 
-fn check_list_uniqueness(schema: &Map<String, Value>, items: &[Value], path: &str, errors: &mut Vec<Diagnostic>) {
+fn check_list_uniqueness(
+    schema: &Map<String, Value>,
+    items: &[Value],
+    path: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
     let keys: Vec<&str> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("map") => schema
             .get("x-kubernetes-list-map-keys")
@@ -166,12 +235,34 @@ fn check_list_uniqueness(schema: &Map<String, Value>, items: &[Value], path: &st
         let identity = if keys.is_empty() {
             item.clone()
         } else {
-            Value::Object(keys.iter().map(|k| ((*k).to_owned(), item.get(*k).cloned().unwrap_or(Value::Null))).collect())
+            Value::Object(
+                keys.iter()
+                    .map(|k| {
+                        (
+                            (*k).to_owned(),
+                            item.get(*k).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect(),
+            )
         };
-        if let Some((_, first)) = seen.iter().find(|(seen_identity, _)| *seen_identity == identity) {
+        if let Some((_, first)) = seen
+            .iter()
+            .find(|(seen_identity, _)| *seen_identity == identity)
+        {
             errors.push(
-                Diagnostic::error(format!("{path}[{index}]"), format!("Duplicate value: {identity}"))
-                    .with_fix(format!("{path}[{first}] has the same {}; names must be unique", if keys.is_empty() { "value".to_owned() } else { keys.join(", ") })),
+                Diagnostic::error(
+                    format!("{path}[{index}]"),
+                    format!("Duplicate value: {identity}"),
+                )
+                .with_fix(format!(
+                    "{path}[{first}] has the same {}; names must be unique",
+                    if keys.is_empty() {
+                        "value".to_owned()
+                    } else {
+                        keys.join(", ")
+                    }
+                )),
             );
         } else {
             seen.push((identity, index));
@@ -181,50 +272,85 @@ fn check_list_uniqueness(schema: &Map<String, Value>, items: &[Value], path: &st
 
 fn check_string(schema: &Map<String, Value>, text: &str, path: &str, errors: &mut Vec<Diagnostic>) {
     let length = text.chars().count() as u64;
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-        if length > max {
-            errors.push(Diagnostic::error(path, format!("Too long: may not be more than {max} bytes")));
-        }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && length > max
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-        if length < min {
-            errors.push(Diagnostic::error(path, format!("Invalid value: {text:?}: should be at least {min} chars long")));
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && length < min
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!("Invalid value: {text:?}: should be at least {min} chars long"),
+        ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         // A pattern that does not compile is our bug, not the user's; the API server would
         // have refused the CRD, and the drift test installs it.
-        if let Ok(regex) = Regex::new(pattern) {
-            if !regex.is_match(text) {
-                errors.push(Diagnostic::error(path, format!("Invalid value: {text:?}: should match '{pattern}'")));
-            }
+        if let Ok(regex) = Regex::new(pattern)
+            && !regex.is_match(text)
+        {
+            errors.push(Diagnostic::error(
+                path,
+                format!("Invalid value: {text:?}: should match '{pattern}'"),
+            ));
         }
     }
 }
 
-fn check_number(schema: &Map<String, Value>, value: &Value, path: &str, errors: &mut Vec<Diagnostic>) {
+fn check_number(
+    schema: &Map<String, Value>,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
     let Some(number) = value.as_f64() else { return };
-    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-        if number > max {
-            errors.push(Diagnostic::error(path, format!("Invalid value: {value}: should be less than or equal to {}", trim(max))));
-        }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        && number > max
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!(
+                "Invalid value: {value}: should be less than or equal to {}",
+                trim(max)
+            ),
+        ));
     }
-    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-        if number < min {
-            errors.push(Diagnostic::error(path, format!("Invalid value: {value}: should be greater than or equal to {}", trim(min))));
-        }
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        && number < min
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!(
+                "Invalid value: {value}: should be greater than or equal to {}",
+                trim(min)
+            ),
+        ));
     }
 }
 
 fn trim(number: f64) -> String {
-    if number.fract() == 0.0 { format!("{number:.0}") } else { number.to_string() }
+    if number.fract() == 0.0 {
+        format!("{number:.0}")
+    } else {
+        number.to_string()
+    }
 }
 
 /// The candidate closest to `given`, when one is close enough to be a likely typo.
 pub fn closest<'a>(given: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let given_lower = given.to_ascii_lowercase();
     candidates
-        .map(|candidate| (strsim::jaro_winkler(&given_lower, &candidate.to_ascii_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                strsim::jaro_winkler(&given_lower, &candidate.to_ascii_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, candidate)| candidate)
@@ -251,7 +377,10 @@ mod tests {
     }
 
     fn messages(value: Value) -> Vec<String> {
-        validate(&schema(), &value).iter().map(|d| format!("{}: {}", d.path, d.message)).collect()
+        validate(&schema(), &value)
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect()
     }
 
     #[test]
@@ -261,15 +390,17 @@ mod tests {
 
     #[test]
     fn reports_every_problem_with_its_path() {
-        let found = messages(json!({"count": 11, "kind": "Water", "items": [{"name": "a"}, {"name": "a"}, {"name": "b"}]}));
+        let found = messages(
+            json!({"count": 11, "kind": "Water", "items": [{"name": "a"}, {"name": "a"}, {"name": "b"}]}),
+        );
         assert_eq!(
             found,
             vec![
                 "name: Required value",
                 "count: Invalid value: 11: should be less than or equal to 10",
-                "kind: Unsupported value: \"Water\": supported values: \"Liquid\", \"Air\"",
                 "items: Too many: 3: must have at most 2 items",
                 "items[1]: Duplicate value: {\"name\":\"a\"}",
+                "kind: Unsupported value: \"Water\": supported values: \"Liquid\", \"Air\"",
             ]
         );
     }
@@ -288,9 +419,9 @@ mod tests {
         assert_eq!(
             found,
             vec![
+                "count: Invalid value: \"3\" (string): must be of type integer",
                 "name: Too long: may not be more than 5 bytes",
                 "name: Invalid value: \"ABCDEFG\": should match '^[a-z]+$'",
-                "count: Invalid value: \"3\" (string): must be of type integer",
             ]
         );
     }

@@ -10,7 +10,11 @@ fn workspace() -> PathBuf {
 #[test]
 fn committed_crds_match_the_types() {
     let crd = kelvin_crds::crd::all().remove(0);
-    let expected = format!("{}{}", kelvin_crds::crd::GENERATED_HEADER, kelvin_crds::crd::yaml().unwrap());
+    let expected = format!(
+        "{}{}",
+        kelvin_crds::crd::GENERATED_HEADER,
+        kelvin_crds::crd::yaml().unwrap()
+    );
     let name = kelvin_crds::crd::file_name(&crd);
     for dir in ["crds", "charts/kelvin/crds"] {
         let path = workspace().join(dir).join(&name);
@@ -32,12 +36,28 @@ fn crd_has_the_designed_names_and_columns() {
     let crd = kelvin_crds::crd::all().remove(0);
     assert_eq!(crd.metadata.name.as_deref(), Some("gpuclusters.kelvin.dev"));
     assert_eq!(crd.spec.scope, "Cluster");
-    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["gpuc".to_owned()][..]));
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["gpuc".to_owned()][..])
+    );
     let version = &crd.spec.versions[0];
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-    let columns: Vec<&str> =
-        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(columns, ["Pools", "Nodes", "GPUs", "Power-MW", "Ready", "Age"]);
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<&str> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Pools", "Nodes", "GPUs", "Power-MW", "Ready", "Age"]
+    );
 }
 
 #[test]
@@ -62,5 +82,8 @@ fn every_spec_field_has_a_description_for_kubectl_explain() {
     walk(&schema["properties"]["status"], "status", &mut missing);
     // Condition's fields come from k8s-openapi and are described there.
     missing.retain(|path| !path.starts_with("status.conditions"));
-    assert!(missing.is_empty(), "fields without a doc comment: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a doc comment: {missing:?}"
+    );
 }

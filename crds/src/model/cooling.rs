@@ -124,7 +124,11 @@ pub fn plan_zone(zone: &CoolingZone, loads: &[NodeLoad], budgets: &mut [u64]) ->
         let host: u64 = in_service.iter().map(|l| l.host_watts).sum();
         let gpus: u64 = in_service.iter().map(|l| l.gpus).sum();
         let tdp = in_service.iter().map(|l| l.tdp_watts).max().unwrap_or(0);
-        let fitting = if gpus == 0 { tdp } else { ((capacity_watts - host as f64).max(0.0) / gpus as f64).floor() as u64 };
+        let fitting = if gpus == 0 {
+            tdp
+        } else {
+            ((capacity_watts - host as f64).max(0.0) / gpus as f64).floor() as u64
+        };
         plan.gpu_power_cap_watts = Some(fitting.clamp(floor, tdp.max(floor)));
     }
     let cap = plan.gpu_power_cap_watts.unwrap_or(floor);
@@ -154,7 +158,14 @@ mod tests {
     /// HGX H100: 8 x 700 W GPUs (200 W minimum cap) and 4.6 kW of host.
     fn hgx(count: usize) -> Vec<NodeLoad> {
         (0..count)
-            .map(|node| NodeLoad { node, pool: 0, host_watts: 4600, gpus: 8, tdp_watts: 700, min_power_watts: 200 })
+            .map(|node| NodeLoad {
+                node,
+                pool: 0,
+                host_watts: 4600,
+                gpus: 8,
+                tdp_watts: 700,
+                min_power_watts: 200,
+            })
             .collect()
     }
 
@@ -169,7 +180,11 @@ mod tests {
     #[test]
     fn a_degraded_zone_caps_gpu_power_to_fit() {
         // 10 nodes: host 46 kW, 80 GPUs. 80 kW of cooling leaves 34 kW: 425 W per GPU.
-        let plan = plan_zone(&zone(ZoneState::Degraded, 120.0, Some(80.0)), &hgx(10), &mut [10]);
+        let plan = plan_zone(
+            &zone(ZoneState::Degraded, 120.0, Some(80.0)),
+            &hgx(10),
+            &mut [10],
+        );
         assert_eq!(plan.gpu_power_cap_watts, Some(425));
         assert_eq!((plan.nodes_must_leave, plan.deficit_kw), (0, 0.0));
     }
@@ -178,7 +193,11 @@ mod tests {
     fn below_the_minimum_cap_nodes_leave_within_the_budget() {
         // At the 200 W floor a node draws 6.2 kW; 40 kW holds 6 nodes, so 4 must leave.
         // The pool may lose 3 now: 7 stay at 200 W = 43.4 kW, a 3.4 kW deficit.
-        let plan = plan_zone(&zone(ZoneState::Degraded, 120.0, Some(40.0)), &hgx(10), &mut [3]);
+        let plan = plan_zone(
+            &zone(ZoneState::Degraded, 120.0, Some(40.0)),
+            &hgx(10),
+            &mut [3],
+        );
         assert_eq!(plan.nodes_must_leave, 4);
         assert_eq!(plan.leaving, vec![9, 8, 7]);
         assert_eq!(plan.gpu_power_cap_watts, Some(200));
@@ -188,8 +207,19 @@ mod tests {
     #[test]
     fn maintenance_takes_every_node_out() {
         let mut budget = [100];
-        let plan = plan_zone(&zone(ZoneState::Maintenance, 120.0, None), &hgx(4), &mut budget);
-        assert_eq!((plan.nodes_must_leave, plan.nodes_out_of_service, plan.deficit_kw), (4, 4, 0.0));
+        let plan = plan_zone(
+            &zone(ZoneState::Maintenance, 120.0, None),
+            &hgx(4),
+            &mut budget,
+        );
+        assert_eq!(
+            (
+                plan.nodes_must_leave,
+                plan.nodes_out_of_service,
+                plan.deficit_kw
+            ),
+            (4, 4, 0.0)
+        );
         assert_eq!(budget, [96]);
     }
 }

@@ -45,40 +45,111 @@ pub fn plugin_image(pool: &GpuPool) -> Option<&str> {
 /// MIG profiles of a GPU model: (profile, instances per GPU), from NVIDIA's MIG user guide
 /// ("Supported MIG Profiles").
 const MIG_PROFILES: &[(&str, &[(&str, u32)])] = &[
-    ("A100-40GB", &[("1g.5gb", 7), ("1g.10gb", 4), ("2g.10gb", 3), ("3g.20gb", 2), ("4g.20gb", 1), ("7g.40gb", 1)]),
-    ("A100-80GB", &[("1g.10gb", 7), ("1g.20gb", 4), ("2g.20gb", 3), ("3g.40gb", 2), ("4g.40gb", 1), ("7g.80gb", 1)]),
-    ("H100-80GB", &[("1g.10gb", 7), ("1g.20gb", 4), ("2g.20gb", 3), ("3g.40gb", 2), ("4g.40gb", 1), ("7g.80gb", 1)]),
-    ("H100-94GB", &[("1g.12gb", 7), ("1g.24gb", 4), ("2g.24gb", 3), ("3g.47gb", 2), ("4g.47gb", 1), ("7g.94gb", 1)]),
-    ("H200-141GB", &[("1g.18gb", 7), ("1g.35gb", 4), ("2g.35gb", 3), ("3g.71gb", 2), ("4g.71gb", 1), ("7g.141gb", 1)]),
-    ("B200-180GB", &[("1g.23gb", 7), ("1g.45gb", 4), ("2g.45gb", 3), ("3g.90gb", 2), ("4g.90gb", 1), ("7g.180gb", 1)]),
+    (
+        "A100-40GB",
+        &[
+            ("1g.5gb", 7),
+            ("1g.10gb", 4),
+            ("2g.10gb", 3),
+            ("3g.20gb", 2),
+            ("4g.20gb", 1),
+            ("7g.40gb", 1),
+        ],
+    ),
+    (
+        "A100-80GB",
+        &[
+            ("1g.10gb", 7),
+            ("1g.20gb", 4),
+            ("2g.20gb", 3),
+            ("3g.40gb", 2),
+            ("4g.40gb", 1),
+            ("7g.80gb", 1),
+        ],
+    ),
+    (
+        "H100-80GB",
+        &[
+            ("1g.10gb", 7),
+            ("1g.20gb", 4),
+            ("2g.20gb", 3),
+            ("3g.40gb", 2),
+            ("4g.40gb", 1),
+            ("7g.80gb", 1),
+        ],
+    ),
+    (
+        "H100-94GB",
+        &[
+            ("1g.12gb", 7),
+            ("1g.24gb", 4),
+            ("2g.24gb", 3),
+            ("3g.47gb", 2),
+            ("4g.47gb", 1),
+            ("7g.94gb", 1),
+        ],
+    ),
+    (
+        "H200-141GB",
+        &[
+            ("1g.18gb", 7),
+            ("1g.35gb", 4),
+            ("2g.35gb", 3),
+            ("3g.71gb", 2),
+            ("4g.71gb", 1),
+            ("7g.141gb", 1),
+        ],
+    ),
+    (
+        "B200-180GB",
+        &[
+            ("1g.23gb", 7),
+            ("1g.45gb", 4),
+            ("2g.45gb", 3),
+            ("3g.90gb", 2),
+            ("4g.90gb", 1),
+            ("7g.180gb", 1),
+        ],
+    ),
 ];
 
 /// The MIG family of a model name, e.g. `H100-SXM5-80GB` -> `H100-80GB`.
 pub fn mig_family(model: &str) -> Option<&'static str> {
     let upper = model.to_ascii_uppercase();
-    MIG_PROFILES.iter().map(|(family, _)| *family).find(|family| {
-        let (chip, memory) = family.split_once('-').unwrap_or((family, ""));
-        upper.contains(chip) && upper.contains(memory)
-    })
+    MIG_PROFILES
+        .iter()
+        .map(|(family, _)| *family)
+        .find(|family| {
+            let (chip, memory) = family.split_once('-').unwrap_or((family, ""));
+            upper.contains(chip) && upper.contains(memory)
+        })
 }
 
 /// MIG profiles of a model with instances per GPU, or None when Kelvin does not know the model.
 pub fn mig_profiles(model: &str) -> Option<&'static [(&'static str, u32)]> {
     let family = mig_family(model)?;
-    MIG_PROFILES.iter().find(|(f, _)| *f == family).map(|(_, profiles)| *profiles)
+    MIG_PROFILES
+        .iter()
+        .find(|(f, _)| *f == family)
+        .map(|(_, profiles)| *profiles)
 }
 
 /// Schedulable shares one physical GPU of the pool becomes (1 when exclusive).
 pub fn shares_per_gpu(pool: &GpuPool) -> u64 {
     match pool.sharing.strategy {
         SharingStrategy::Exclusive => 1,
-        SharingStrategy::TimeSlicing | SharingStrategy::Mps => u64::from(pool.sharing.replicas.unwrap_or(1)),
+        SharingStrategy::TimeSlicing | SharingStrategy::Mps => {
+            u64::from(pool.sharing.replicas.unwrap_or(1))
+        }
         SharingStrategy::Mig => pool
             .sharing
             .profile
             .as_deref()
             .and_then(|profile| {
-                mig_profiles(&pool.accelerator.model)?.iter().find(|(p, _)| *p == profile).map(|(_, n)| u64::from(*n))
+                mig_profiles(&pool.accelerator.model)?
+                    .iter()
+                    .find(|(p, _)| *p == profile)
+                    .map(|(_, n)| u64::from(*n))
             })
             .unwrap_or(1),
     }
@@ -98,7 +169,16 @@ mod tests {
 
     #[test]
     fn h100_profiles_match_the_mig_guide() {
-        let names: Vec<&str> = mig_profiles("H100-80GB").unwrap().iter().map(|(p, _)| *p).collect();
-        assert_eq!(names, ["1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"]);
+        let names: Vec<&str> = mig_profiles("H100-80GB")
+            .unwrap()
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"
+            ]
+        );
     }
 }

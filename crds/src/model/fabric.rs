@@ -61,7 +61,9 @@ pub struct FabricDesign {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FabricError {
     /// Needs more than three tiers.
-    #[error("{endpoints} endpoints ({nodes} nodes x {rails} rails) exceed what three tiers of radix-{radix} switches hold ({max})")]
+    #[error(
+        "{endpoints} endpoints ({nodes} nodes x {rails} rails) exceed what three tiers of radix-{radix} switches hold ({max})"
+    )]
     TooManyEndpoints {
         /// Endpoints asked for.
         endpoints: u64,
@@ -75,7 +77,9 @@ pub enum FabricError {
         max: u64,
     },
     /// A leaf group does not fit a leaf's down-ports.
-    #[error("nodesPerLeaf {nodes_per_leaf} does not fit the {down_ports} down-ports of a radix-{radix} leaf (half its ports)")]
+    #[error(
+        "nodesPerLeaf {nodes_per_leaf} does not fit the {down_ports} down-ports of a radix-{radix} leaf (half its ports)"
+    )]
     LeafGroupTooLarge {
         /// nodesPerLeaf.
         nodes_per_leaf: u64,
@@ -85,7 +89,9 @@ pub enum FabricError {
         radix: u64,
     },
     /// A spine block cannot hold one leaf group.
-    #[error("a spine block of radix-{radix} switches holds (r/2)/railsPerNode = 0 leaf groups with {rails} rails")]
+    #[error(
+        "a spine block of radix-{radix} switches holds (r/2)/railsPerNode = 0 leaf groups with {rails} rails"
+    )]
     NoLeafGroupPerBlock {
         /// r.
         radix: u64,
@@ -105,13 +111,21 @@ pub fn tier_capacity(radix: u64, tiers: u8) -> u64 {
 }
 
 /// Sizes `fabric` for `nodes` nodes whose pools make `nvlink_domains` NVLink domains.
-pub fn design(fabric: &Fabric, nodes: u64, nvlink_domains: u64) -> Result<FabricDesign, FabricError> {
+pub fn design(
+    fabric: &Fabric,
+    nodes: u64,
+    nvlink_domains: u64,
+) -> Result<FabricDesign, FabricError> {
     let radix = u64::from(fabric.switch_radix);
     let rails = u64::from(fabric.rails_per_node);
     let nodes_per_leaf = u64::from(fabric.nodes_per_leaf);
     let half = radix / 2;
     if nodes_per_leaf > half {
-        return Err(FabricError::LeafGroupTooLarge { nodes_per_leaf, down_ports: half, radix });
+        return Err(FabricError::LeafGroupTooLarge {
+            nodes_per_leaf,
+            down_ports: half,
+            radix,
+        });
     }
     let endpoints = nodes * rails;
     let tiers = if endpoints == 0 {
@@ -119,7 +133,13 @@ pub fn design(fabric: &Fabric, nodes: u64, nvlink_domains: u64) -> Result<Fabric
     } else {
         (1..=3u8)
             .find(|tiers| endpoints <= tier_capacity(radix, *tiers))
-            .ok_or(FabricError::TooManyEndpoints { endpoints, nodes, rails, radix, max: tier_capacity(radix, 3) })?
+            .ok_or(FabricError::TooManyEndpoints {
+                endpoints,
+                nodes,
+                rails,
+                radix,
+                max: tier_capacity(radix, 3),
+            })?
     };
     let leaf_groups_per_block = if tiers == 3 {
         match half / rails {
@@ -136,7 +156,11 @@ pub fn design(fabric: &Fabric, nodes: u64, nvlink_domains: u64) -> Result<Fabric
         3 => leaf,
         _ => 0,
     };
-    let core = if tiers == 3 { (spine * half).div_ceil(radix) } else { 0 };
+    let core = if tiers == 3 {
+        (spine * half).div_ceil(radix)
+    } else {
+        0
+    };
     Ok(FabricDesign {
         name: fabric.name.clone(),
         nodes,
@@ -179,8 +203,22 @@ mod tests {
         // 32 nodes x 8 rails = 256 endpoints: more than one radix-64 tier (64), within two (2048).
         let design = design(&ndr(32), 32, 32).unwrap();
         assert_eq!(design.tiers, 2);
-        assert_eq!(design.switches, Switches { leaf: 8, spine: 4, core: 0 });
-        assert_eq!(design.cables, Cables { node_leaf: 256, leaf_spine: 256, spine_core: 0 });
+        assert_eq!(
+            design.switches,
+            Switches {
+                leaf: 8,
+                spine: 4,
+                core: 0
+            }
+        );
+        assert_eq!(
+            design.cables,
+            Cables {
+                node_leaf: 256,
+                leaf_spine: 256,
+                spine_core: 0
+            }
+        );
     }
 
     #[test]
@@ -190,8 +228,22 @@ mod tests {
         assert_eq!(design.tiers, 3);
         assert_eq!(design.leaf_groups, 137);
         assert_eq!(design.leaf_groups_per_block, 4);
-        assert_eq!(design.switches, Switches { leaf: 1096, spine: 1096, core: 548 });
-        assert_eq!(design.cables, Cables { node_leaf: 35_000, leaf_spine: 35_072, spine_core: 35_072 });
+        assert_eq!(
+            design.switches,
+            Switches {
+                leaf: 1096,
+                spine: 1096,
+                core: 548
+            }
+        );
+        assert_eq!(
+            design.cables,
+            Cables {
+                node_leaf: 35_000,
+                leaf_spine: 35_072,
+                spine_core: 35_072
+            }
+        );
     }
 
     #[test]
@@ -206,7 +258,10 @@ mod tests {
     #[test]
     fn leaf_group_must_fit_half_the_ports() {
         let error = design(&ndr(33), 33, 33).unwrap_err();
-        assert!(matches!(error, FabricError::LeafGroupTooLarge { down_ports: 32, .. }));
+        assert!(matches!(
+            error,
+            FabricError::LeafGroupTooLarge { down_ports: 32, .. }
+        ));
     }
 
     #[test]

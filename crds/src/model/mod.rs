@@ -10,6 +10,11 @@ pub mod power;
 pub mod selector;
 mod validate;
 
+/// Report types of the validation step.
+pub mod validate_report {
+    pub use super::validate::{PoolReport, max_unavailable};
+}
+
 pub use validate::{Analysis, analyze};
 
 /// `spec.gpuPools[i]` as a path.

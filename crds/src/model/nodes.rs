@@ -54,20 +54,36 @@ pub fn position(node: &NodeInfo, fabric: &Fabric) -> Option<u64> {
     if let Some(label) = &fabric.topology.position_label {
         return node.labels.get(label)?.trim().parse().ok();
     }
-    let digits = node.name.len() - node.name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let digits = node.name.len()
+        - node
+            .name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .len();
     node.name[node.name.len() - digits..].parse().ok()
 }
 
 /// Nodes as a provisioning system would leave them, `expectedNodes` per pool: named
-/// `<pool>-<position>`, labelled to match the pool's selector and a cooling zone's.
+/// `<pool>-<position>` (positions unique within a fabric), labelled to match the pool's selector and a cooling zone's.
 ///
 /// Zones are filled in spec order up to their healthy capacity; nodes that fit no zone go to
 /// the last compatible zone, so an undersized design shows up as an overloaded zone.
 pub fn simulate(spec: &GpuClusterSpec) -> Vec<NodeInfo> {
-    let mut remaining_watts: Vec<f64> = spec.cooling_zones.iter().map(|z| z.capacity_kw * 1000.0).collect();
-    let total: usize = spec.gpu_pools.iter().map(|p| p.expected_nodes as usize).sum();
+    let mut remaining_watts: Vec<f64> = spec
+        .cooling_zones
+        .iter()
+        .map(|z| z.capacity_kw * 1000.0)
+        .collect();
+    let total: usize = spec
+        .gpu_pools
+        .iter()
+        .map(|p| p.expected_nodes as usize)
+        .sum();
     let mut nodes = Vec::with_capacity(total);
+    // Positions are unique within a fabric, so pools sharing one get consecutive ranges.
+    let mut next_position: BTreeMap<&str, u64> = BTreeMap::new();
     for pool in &spec.gpu_pools {
+        let first = *next_position.get(pool.fabric.as_str()).unwrap_or(&0);
+        next_position.insert(&pool.fabric, first + u64::from(pool.expected_nodes));
         let node_watts = super::power::node_watts(pool) as f64;
         let compatible: Vec<usize> = spec
             .cooling_zones
@@ -80,10 +96,15 @@ pub fn simulate(spec: &GpuClusterSpec) -> Vec<NodeInfo> {
         let gpus = u64::from(pool.accelerator.per_node);
         let shares = gpus * devices::shares_per_gpu(pool);
         let mut base = pool.node_selector.example_labels();
-        let width = pool.expected_nodes.to_string().len().max(5);
+        let width = (first + u64::from(pool.expected_nodes))
+            .to_string()
+            .len()
+            .max(5);
         let mut zone_cursor = 0;
-        for position in 0..pool.expected_nodes {
-            while zone_cursor + 1 < compatible.len() && remaining_watts[compatible[zone_cursor]] < node_watts {
+        for position in first..first + u64::from(pool.expected_nodes) {
+            while zone_cursor + 1 < compatible.len()
+                && remaining_watts[compatible[zone_cursor]] < node_watts
+            {
                 zone_cursor += 1;
             }
             let mut labels = base.clone();

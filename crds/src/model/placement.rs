@@ -21,7 +21,11 @@ pub struct Placement {
 impl Placement {
     /// Indices of the nodes in pool `pool`.
     pub fn nodes_in_pool(&self, pool: usize) -> impl Iterator<Item = usize> + '_ {
-        self.pool_of.iter().enumerate().filter(move |(_, p)| **p == Some(pool)).map(|(i, _)| i)
+        self.pool_of
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| **p == Some(pool))
+            .map(|(i, _)| i)
     }
 }
 
@@ -32,18 +36,40 @@ const EXAMPLES: usize = 5;
 pub fn place(spec: &GpuClusterSpec, nodes: &[NodeInfo]) -> Placement {
     let mut pool_clashes: BTreeMap<(usize, usize), Vec<&str>> = BTreeMap::new();
     let mut zone_clashes: BTreeMap<(usize, usize), Vec<&str>> = BTreeMap::new();
-    let mut placement = Placement { pool_of: Vec::with_capacity(nodes.len()), zone_of: Vec::with_capacity(nodes.len()), conflicts: Vec::new() };
+    let mut placement = Placement {
+        pool_of: Vec::with_capacity(nodes.len()),
+        zone_of: Vec::with_capacity(nodes.len()),
+        conflicts: Vec::new(),
+    };
     for node in nodes {
         let pools = spec.gpu_pools.iter().map(|p| &p.node_selector);
-        placement.pool_of.push(owner(pools, node, &mut pool_clashes));
+        placement
+            .pool_of
+            .push(owner(pools, node, &mut pool_clashes));
         let zones = spec.cooling_zones.iter().map(|z| &z.node_selector);
-        placement.zone_of.push(owner(zones, node, &mut zone_clashes));
+        placement
+            .zone_of
+            .push(owner(zones, node, &mut zone_clashes));
     }
     for ((first, second), names) in pool_clashes {
-        placement.conflicts.push(clash(&names, &pool_path(first), &spec.gpu_pools[first].name, &pool_path(second), &spec.gpu_pools[second].name, "pools"));
+        placement.conflicts.push(clash(
+            &names,
+            &pool_path(first),
+            &spec.gpu_pools[first].name,
+            &pool_path(second),
+            &spec.gpu_pools[second].name,
+            "pools",
+        ));
     }
     for ((first, second), names) in zone_clashes {
-        placement.conflicts.push(clash(&names, &zone_path(first), &spec.cooling_zones[first].name, &zone_path(second), &spec.cooling_zones[second].name, "cooling zones"));
+        placement.conflicts.push(clash(
+            &names,
+            &zone_path(first),
+            &spec.cooling_zones[first].name,
+            &zone_path(second),
+            &spec.cooling_zones[second].name,
+            "cooling zones",
+        ));
     }
     placement
 }
@@ -69,10 +95,30 @@ fn owner<'a, 'n>(
     if clashed { None } else { found }
 }
 
-fn clash(names: &[&str], first_path: &str, first: &str, second_path: &str, second: &str, what: &str) -> Diagnostic {
-    let examples = names.iter().take(EXAMPLES).copied().collect::<Vec<_>>().join(", ");
-    let more = if names.len() > EXAMPLES { format!(" and {} more", names.len() - EXAMPLES) } else { String::new() };
-    let subject = if names.len() == 1 { format!("node {examples} is") } else { format!("{} nodes ({examples}{more}) are", names.len()) };
+fn clash(
+    names: &[&str],
+    first_path: &str,
+    first: &str,
+    second_path: &str,
+    second: &str,
+    what: &str,
+) -> Diagnostic {
+    let examples = names
+        .iter()
+        .take(EXAMPLES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if names.len() > EXAMPLES {
+        format!(" and {} more", names.len() - EXAMPLES)
+    } else {
+        String::new()
+    };
+    let subject = if names.len() == 1 {
+        format!("node {examples} is")
+    } else {
+        format!("{} nodes ({examples}{more}) are", names.len())
+    };
     Diagnostic::error(
         format!("{second_path}.nodeSelector"),
         format!("{subject} matched by both {first_path} ({first}) and {second_path} ({second}); Kelvin leaves such nodes untouched"),

@@ -7,7 +7,8 @@ use crate::v1alpha1::{GpuClusterSpec, GpuPool};
 
 /// IT power of one node of the pool at full GPU power, in watts.
 pub fn node_watts(pool: &GpuPool) -> u64 {
-    u64::from(pool.accelerator.per_node) * u64::from(pool.accelerator.tdp_watts) + u64::from(pool.host_power_watts)
+    u64::from(pool.accelerator.per_node) * u64::from(pool.accelerator.tdp_watts)
+        + u64::from(pool.host_power_watts)
 }
 
 /// One pool's share of the IT load.
@@ -60,7 +61,12 @@ pub fn power(spec: &GpuClusterSpec) -> PowerReport {
         .map(|pool| {
             let node_watts = node_watts(pool);
             let nodes = u64::from(pool.expected_nodes);
-            PoolPower { name: pool.name.clone(), nodes, node_watts, it_mw: (nodes * node_watts) as f64 / 1e6 }
+            PoolPower {
+                name: pool.name.clone(),
+                nodes,
+                node_watts,
+                it_mw: (nodes * node_watts) as f64 / 1e6,
+            }
         })
         .collect();
     let it_watts: u64 = pools.iter().map(|p| p.nodes * p.node_watts).sum();

@@ -15,17 +15,21 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
         .flatten()
         .all(|(key, value)| labels.get(key) == Some(value));
     labels_match
-        && selector.match_expressions.iter().flatten().all(|requirement| {
-            let values = requirement.values.as_deref().unwrap_or_default();
-            let current = labels.get(&requirement.key);
-            match requirement.operator.as_str() {
-                "In" => current.is_some_and(|v| values.contains(v)),
-                "NotIn" => current.is_none_or(|v| !values.contains(v)),
-                "Exists" => current.is_some(),
-                "DoesNotExist" => current.is_none(),
-                _ => false,
-            }
-        })
+        && selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|requirement| {
+                let values = requirement.values.as_deref().unwrap_or_default();
+                let current = labels.get(&requirement.key);
+                match requirement.operator.as_str() {
+                    "In" => current.is_some_and(|v| values.contains(v)),
+                    "NotIn" => current.is_none_or(|v| !values.contains(v)),
+                    "Exists" => current.is_some(),
+                    "DoesNotExist" => current.is_none(),
+                    _ => false,
+                }
+            })
 }
 
 /// Problems with a selector at `path`: unknown operators, values where none belong.
@@ -36,17 +40,26 @@ pub fn check(selector: &LabelSelector, path: &str) -> Vec<Diagnostic> {
         let values = requirement.values.as_deref().unwrap_or_default();
         match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => found.push(
-                Diagnostic::error(format!("{at}.values"), format!("operator {} needs at least one value", requirement.operator))
-                    .with_fix("list the label values to match"),
+                Diagnostic::error(
+                    format!("{at}.values"),
+                    format!("operator {} needs at least one value", requirement.operator),
+                )
+                .with_fix("list the label values to match"),
             ),
             "Exists" | "DoesNotExist" if !values.is_empty() => found.push(
-                Diagnostic::error(format!("{at}.values"), format!("operator {} takes no values", requirement.operator))
-                    .with_fix("remove values"),
+                Diagnostic::error(
+                    format!("{at}.values"),
+                    format!("operator {} takes no values", requirement.operator),
+                )
+                .with_fix("remove values"),
             ),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => found.push(
-                Diagnostic::error(format!("{at}.operator"), format!("unknown operator {other:?}"))
-                    .with_fix("use In, NotIn, Exists or DoesNotExist"),
+                Diagnostic::error(
+                    format!("{at}.operator"),
+                    format!("unknown operator {other:?}"),
+                )
+                .with_fix("use In, NotIn, Exists or DoesNotExist"),
             ),
         }
     }
@@ -56,8 +69,11 @@ pub fn check(selector: &LabelSelector, path: &str) -> Vec<Diagnostic> {
 /// Whether a node could carry labels matching both selectors: no key is required with two
 /// different values. Used to place simulated nodes; expressions are checked on the result.
 pub fn compatible(a: &LabelSelector, b: &LabelSelector) -> bool {
-    let (Some(left), Some(right)) = (&a.match_labels, &b.match_labels) else { return true };
-    left.iter().all(|(key, value)| right.get(key).is_none_or(|other| other == value))
+    let (Some(left), Some(right)) = (&a.match_labels, &b.match_labels) else {
+        return true;
+    };
+    left.iter()
+        .all(|(key, value)| right.get(key).is_none_or(|other| other == value))
 }
 
 #[cfg(test)]
@@ -67,7 +83,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]
@@ -80,8 +99,14 @@ mod tests {
                 values: Some(vec!["a".into(), "b".into()]),
             }]),
         };
-        assert!(matches(&selector, &labels(&[("sku", "h100"), ("hall", "b")])));
-        assert!(!matches(&selector, &labels(&[("sku", "h100"), ("hall", "c")])));
+        assert!(matches(
+            &selector,
+            &labels(&[("sku", "h100"), ("hall", "b")])
+        ));
+        assert!(!matches(
+            &selector,
+            &labels(&[("sku", "h100"), ("hall", "c")])
+        ));
         assert!(!matches(&selector, &labels(&[("hall", "a")])));
     }
 
@@ -89,9 +114,16 @@ mod tests {
     fn unknown_operators_are_reported_and_match_nothing() {
         let selector = LabelSelector {
             match_labels: None,
-            match_expressions: Some(vec![LabelSelectorRequirement { key: "x".into(), operator: "Equals".into(), values: None }]),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "x".into(),
+                operator: "Equals".into(),
+                values: None,
+            }]),
         };
         assert!(!matches(&selector, &labels(&[("x", "1")])));
-        assert_eq!(check(&selector, "sel")[0].path, "sel.matchExpressions[0].operator");
+        assert_eq!(
+            check(&selector, "sel")[0].path,
+            "sel.matchExpressions[0].operator"
+        );
     }
 }

@@ -93,7 +93,14 @@ pub fn analyze(spec: &GpuClusterSpec, nodes: &[NodeInfo]) -> Analysis {
     let pools = pool_reports(spec, nodes, &placement);
     let zones = plan_cooling(spec, nodes, &placement, &pools, &mut diagnostics);
     check_unzoned(spec, &placement, &mut diagnostics);
-    Analysis { diagnostics, power, fabrics, zones, pools, placement }
+    Analysis {
+        diagnostics,
+        power,
+        fabrics,
+        zones,
+        pools,
+        placement,
+    }
 }
 
 fn check_power(spec: &GpuClusterSpec, power: &PowerReport, out: &mut Vec<Diagnostic>) {
@@ -101,8 +108,16 @@ fn check_power(spec: &GpuClusterSpec, power: &PowerReport, out: &mut Vec<Diagnos
         return;
     }
     let over = power.facility_mw - power.budget_mw;
-    let mut fix = format!("raise spec.site.powerBudgetMW to at least {:.1}", power.facility_mw);
-    if let Some((index, pool)) = spec.gpu_pools.iter().enumerate().max_by_key(|(_, p)| p.expected_nodes) {
+    let mut fix = format!(
+        "raise spec.site.powerBudgetMW to at least {:.1}",
+        power.facility_mw
+    );
+    if let Some((index, pool)) = spec
+        .gpu_pools
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, p)| p.expected_nodes)
+    {
         let node_mw = power::node_watts(pool) as f64 * spec.site.pue / 1e6;
         if node_mw > 0.0 {
             let fewer = (over / node_mw).ceil() as u64;
@@ -184,7 +199,9 @@ fn check_devices(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
         if pool.sharing.strategy != SharingStrategy::Mig {
             continue;
         }
-        let Some(profile) = pool.sharing.profile.as_deref() else { continue };
+        let Some(profile) = pool.sharing.profile.as_deref() else {
+            continue;
+        };
         let path = format!("{}.sharing.profile", pool_path(index));
         match devices::mig_profiles(&pool.accelerator.model) {
             None => out.push(
@@ -204,26 +221,33 @@ fn check_devices(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
 }
 
 fn check_tenants(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
-    let Some(scheduling) = &spec.scheduling else { return };
+    let Some(scheduling) = &spec.scheduling else {
+        return;
+    };
     let mut owner_of_namespace: BTreeMap<&str, usize> = BTreeMap::new();
     let mut quota_by_pool: BTreeMap<&str, u64> = BTreeMap::new();
     for (index, tenant) in scheduling.tenants.iter().enumerate() {
         let path = format!("spec.scheduling.tenants[{index}]");
         for (ns_index, namespace) in tenant.namespaces.iter().enumerate() {
-            if let Some(first) = owner_of_namespace.insert(namespace, index) {
-                if first != index {
-                    out.push(
-                        Diagnostic::error(
-                            format!("{path}.namespaces[{ns_index}]"),
-                            format!("namespace {namespace:?} already belongs to tenant {}", scheduling.tenants[first].name),
-                        )
-                        .with_fix("give each namespace to one tenant"),
-                    );
-                }
+            if let Some(first) = owner_of_namespace.insert(namespace, index)
+                && first != index
+            {
+                out.push(
+                    Diagnostic::error(
+                        format!("{path}.namespaces[{ns_index}]"),
+                        format!(
+                            "namespace {namespace:?} already belongs to tenant {}",
+                            scheduling.tenants[first].name
+                        ),
+                    )
+                    .with_fix("give each namespace to one tenant"),
+                );
             }
         }
         for (pool_name, quota) in &tenant.gpu_quota {
-            let Some(pool) = spec.gpu_pools.iter().find(|p| &p.name == pool_name) else { continue };
+            let Some(pool) = spec.gpu_pools.iter().find(|p| &p.name == pool_name) else {
+                continue;
+            };
             let held = u64::from(pool.expected_nodes) * u64::from(pool.accelerator.per_node);
             *quota_by_pool.entry(pool_name).or_default() += quota;
             if *quota > held {
@@ -241,7 +265,14 @@ fn check_tenants(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
         }
     }
     for (pool_name, total) in quota_by_pool {
-        let Some((index, pool)) = spec.gpu_pools.iter().enumerate().find(|(_, p)| p.name == pool_name) else { continue };
+        let Some((index, pool)) = spec
+            .gpu_pools
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == pool_name)
+        else {
+            continue;
+        };
         let held = u64::from(pool.expected_nodes) * u64::from(pool.accelerator.per_node);
         if total > held {
             out.push(Diagnostic::warning(
@@ -255,9 +286,20 @@ fn check_tenants(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
 fn check_selectors_and_labels(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
     for (index, pool) in spec.gpu_pools.iter().enumerate() {
         let path = pool_path(index);
-        out.extend(selector::check(&pool.node_selector, &format!("{path}.nodeSelector")));
-        if pool.node_selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
-            && pool.node_selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        out.extend(selector::check(
+            &pool.node_selector,
+            &format!("{path}.nodeSelector"),
+        ));
+        if pool
+            .node_selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|l| l.is_empty())
+            && pool
+                .node_selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty())
         {
             out.push(
                 Diagnostic::error(format!("{path}.nodeSelector"), "an empty selector matches every node in the cluster")
@@ -267,7 +309,13 @@ fn check_selectors_and_labels(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) 
         for (key, value) in &pool.labels {
             let at = format!("{path}.labels.{key}");
             if key.starts_with("kelvin.dev/") {
-                out.push(Diagnostic::error(&at, "the kelvin.dev/ prefix is reserved for labels Kelvin computes").with_fix("use another prefix"));
+                out.push(
+                    Diagnostic::error(
+                        &at,
+                        "the kelvin.dev/ prefix is reserved for labels Kelvin computes",
+                    )
+                    .with_fix("use another prefix"),
+                );
             } else if !is_label_key(key) {
                 out.push(Diagnostic::error(&at, "not a valid label key").with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain"));
             }
@@ -277,7 +325,10 @@ fn check_selectors_and_labels(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) 
         }
     }
     for (index, zone) in spec.cooling_zones.iter().enumerate() {
-        out.extend(selector::check(&zone.node_selector, &format!("{}.nodeSelector", zone_path(index))));
+        out.extend(selector::check(
+            &zone.node_selector,
+            &format!("{}.nodeSelector", zone_path(index)),
+        ));
     }
 }
 
@@ -286,7 +337,9 @@ fn is_label_value(value: &str) -> bool {
         || (value.len() <= 63
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric())
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
 }
 
 fn is_label_key(key: &str) -> bool {
@@ -299,7 +352,9 @@ fn is_label_key(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             })
@@ -307,7 +362,11 @@ fn is_label_key(key: &str) -> bool {
     prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
-fn pool_reports(spec: &GpuClusterSpec, nodes: &[NodeInfo], placement: &Placement) -> Vec<PoolReport> {
+fn pool_reports(
+    spec: &GpuClusterSpec,
+    nodes: &[NodeInfo],
+    placement: &Placement,
+) -> Vec<PoolReport> {
     let mut counts = vec![(0u64, 0u64, 0u64); spec.gpu_pools.len()];
     for (node, pool) in nodes.iter().zip(&placement.pool_of) {
         let Some(pool) = *pool else { continue };
@@ -340,7 +399,9 @@ fn plan_cooling(
 ) -> Vec<ZonePlan> {
     let mut loads_by_zone: Vec<Vec<NodeLoad>> = vec![Vec::new(); spec.cooling_zones.len()];
     for (index, (pool, zone)) in placement.pool_of.iter().zip(&placement.zone_of).enumerate() {
-        let (Some(pool), Some(zone)) = (*pool, *zone) else { continue };
+        let (Some(pool), Some(zone)) = (*pool, *zone) else {
+            continue;
+        };
         let spec_pool = &spec.gpu_pools[pool];
         loads_by_zone[zone].push(NodeLoad {
             node: index,
@@ -392,13 +453,22 @@ fn zone_warning(path: &str, plan: &ZonePlan) -> Diagnostic {
         message.push_str(&format!("; GPUs capped at {cap} W"));
     }
     if plan.nodes_must_leave > 0 && plan.state != ZoneState::Maintenance {
-        message.push_str(&format!("; {} nodes must leave service", plan.nodes_must_leave));
+        message.push_str(&format!(
+            "; {} nodes must leave service",
+            plan.nodes_must_leave
+        ));
     }
     if plan.nodes_must_leave > 0 {
-        message.push_str(&format!(", {} now (maxUnavailable)", plan.nodes_out_of_service));
+        message.push_str(&format!(
+            ", {} now (maxUnavailable)",
+            plan.nodes_out_of_service
+        ));
     }
     if plan.deficit_kw > 0.0 {
-        message.push_str(&format!("; {:.1} kW still over capacity until more nodes may leave", plan.deficit_kw));
+        message.push_str(&format!(
+            "; {:.1} kW still over capacity until more nodes may leave",
+            plan.deficit_kw
+        ));
     }
     Diagnostic::warning(format!("{path}.state"), message)
 }
@@ -418,7 +488,10 @@ fn check_unzoned(spec: &GpuClusterSpec, placement: &Placement, out: &mut Vec<Dia
         out.push(
             Diagnostic::warning(
                 pool_path(pool),
-                format!("{} nodes of pool {} are in no cooling zone; their heat is not accounted for", unzoned[&pool], spec.gpu_pools[pool].name),
+                format!(
+                    "{} nodes of pool {} are in no cooling zone; their heat is not accounted for",
+                    unzoned[&pool], spec.gpu_pools[pool].name
+                ),
             )
             .with_fix("add a cooling zone whose nodeSelector matches them"),
         );

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CoolingZone {
     /// Zone name, a DNS label. Nodes in the zone get the label `kelvin.dev/cooling-zone=<name>`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// How the zone rejects heat.
@@ -33,7 +36,11 @@ pub struct CoolingZone {
     pub state: ZoneState,
 
     /// Heat the zone still rejects while Degraded, in kilowatts. Required when state is Degraded.
-    #[serde(rename = "degradedCapacityKW", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "degradedCapacityKW",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(range(min = 0.0, max = 10000000.0))]
     pub degraded_capacity_kw: Option<f64>,
 

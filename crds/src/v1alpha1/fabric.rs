@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Fabric {
     /// Fabric name, a DNS label. Nodes on the fabric get the label `kelvin.dev/fabric=<name>`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Link layer of the fabric.
@@ -71,7 +74,10 @@ pub enum FabricType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rdma {
     /// Extended resource pods request, as `<prefix>/<name>` (e.g. `rdma/ib`).
-    #[schemars(length(min = 3, max = 253), regex(pattern = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"))]
+    #[schemars(
+        length(min = 3, max = 253),
+        regex(pattern = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$")
+    )]
     pub resource_name: String,
 
     /// Network interface names (or `prefix*` patterns) the plugin exposes.

@@ -29,6 +29,8 @@ pub const API_VERSION: &str = "kelvin.dev/v1alpha1";
 /// A GPU site: its GPU pools, network fabrics and cooling zones within a power budget.
 /// Kelvin validates it against physics and reconciles it into node labels and taints,
 /// device plugins and scheduling policies.
+// Several printcolumn(...) share keys; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kelvin.dev",
@@ -43,13 +45,21 @@ pub const API_VERSION: &str = "kelvin.dev/v1alpha1";
     printcolumn(name = "Pools", type_ = "integer", json_path = ".status.summary.pools"),
     printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.summary.nodes"),
     printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.summary.gpus"),
-    printcolumn(name = "Power-MW", type_ = "number", json_path = ".status.power.facilityMW"),
+    printcolumn(
+        name = "Power-MW",
+        type_ = "number",
+        json_path = ".status.power.facilityMW"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))")

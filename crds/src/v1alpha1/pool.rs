@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GpuPool {
     /// Pool name, a DNS label. Member nodes get the label `kelvin.dev/pool=<name>`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Selects the pool's nodes. A node matched by two pools is an error, and Kelvin never
@@ -108,12 +111,17 @@ pub struct Accelerator {
     /// Extended resource the device plugin advertises. Defaults per vendor: nvidia.com/gpu,
     /// amd.com/gpu, gpu.intel.com/i915. Required for custom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 253), regex(pattern = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"))]
+    #[schemars(
+        length(min = 3, max = 253),
+        regex(pattern = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$")
+    )]
     pub resource_name: Option<String>,
 }
 
 /// Accelerator vendor.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
     /// NVIDIA GPUs; device plugin nvidia/k8s-device-plugin.
@@ -154,7 +162,11 @@ pub struct Sharing {
 
 impl Default for Sharing {
     fn default() -> Self {
-        Self { strategy: SharingStrategy::Exclusive, replicas: None, profile: None }
+        Self {
+            strategy: SharingStrategy::Exclusive,
+            replicas: None,
+            profile: None,
+        }
     }
 }
 
@@ -190,7 +202,10 @@ pub struct DevicePlugin {
     /// Namespace of the GPU Operator, where its device-plugin ConfigMap lives
     /// (managedBy GpuOperator only).
     #[serde(default = "default_gpu_operator_namespace")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub gpu_operator_namespace: String,
 }
 
@@ -225,7 +240,12 @@ pub enum DevicePluginManager {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PoolTaint {
     /// Taint key, a qualified name.
-    #[schemars(length(min = 1, max = 317), regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 317),
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        )
+    )]
     pub key: String,
     /// Taint value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,7 +256,9 @@ pub struct PoolTaint {
 }
 
 /// Effect of a taint.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 pub enum TaintEffect {
     /// New pods without a toleration are not scheduled.
     NoSchedule,

@@ -32,7 +32,10 @@ pub struct Scheduling {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PriorityClassSpec {
     /// PriorityClass name, a DNS subdomain without dots.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Priority; higher runs first. Values above 1e9 are reserved for system classes.
     #[schemars(range(min = -2147483648, max = 1000000000))]
@@ -61,10 +64,19 @@ pub enum PreemptionPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tenant {
     /// Tenant name, a DNS label.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Namespaces of the tenant; Kelvin creates them. A namespace belongs to one tenant.
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Vec<String>,
     /// Physical GPUs per pool (keys are spec.gpuPools names). Quotas on shared pools are

@@ -1,0 +1,118 @@
+//! Reading spec files, directories and standard input, and the nodes to plan against.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use kelvin_crds::{
+    diagnostics::Diagnostic,
+    load::{self, Origin},
+    model::nodes::{self, NodeInfo},
+    v1alpha1::GpuCluster,
+};
+
+/// Largest spec or inventory file read (a 70,000-node inventory is ~30 MB).
+const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Specs read from the command line, their problems, and the inventory.
+pub struct Loaded {
+    pub clusters: Vec<(GpuCluster, Origin)>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub inventory: Option<(String, Vec<NodeInfo>)>,
+}
+
+impl Loaded {
+    /// The nodes to plan `cluster` against: the inventory, or simulated ones.
+    pub fn nodes_for(&self, cluster: &GpuCluster) -> Vec<NodeInfo> {
+        match &self.inventory {
+            Some((_, nodes)) => nodes.clone(),
+            None => nodes::simulate(&cluster.spec),
+        }
+    }
+
+    /// Where the nodes came from, for the plan's heading.
+    pub fn node_source(&self, _cluster: &GpuCluster) -> String {
+        match &self.inventory {
+            Some((file, nodes)) => format!(
+                "{} nodes from inventory {file}",
+                crate::output::thousands(nodes.len() as u64)
+            ),
+            None => "nodes simulated from each pool's expectedNodes".to_owned(),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<(String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
+        return Ok(("<stdin>".to_owned(), bytes));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    file.take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((path.display().to_string(), bytes))
+}
+
+/// Files named on the command line: files as given, directories as their *.yaml / *.yml files.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("listing {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                anyhow::bail!("{} holds no *.yaml or *.yml files", path.display());
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Reads every spec in `paths` and the inventory.
+pub fn load(paths: &[PathBuf], inventory: Option<&Path>) -> Result<Loaded> {
+    let mut loaded = Loaded {
+        clusters: Vec::new(),
+        diagnostics: Vec::new(),
+        inventory: None,
+    };
+    for path in expand(paths)? {
+        let (name, bytes) = read(&path)?;
+        let (clusters, diagnostics) = load::load_gpu_clusters(&name, &bytes);
+        loaded.clusters.extend(clusters);
+        loaded.diagnostics.extend(diagnostics);
+    }
+    if let Some(path) = inventory {
+        let (name, bytes) = read(path)?;
+        match load::load_inventory(&name, &bytes) {
+            Ok(nodes) => loaded.inventory = Some((name, nodes)),
+            Err(diagnostics) => {
+                // Planning against other nodes than the ones asked for would mislead.
+                loaded.diagnostics.extend(diagnostics);
+                loaded.clusters.clear();
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Whether a kubeconfig is around (KUBECONFIG or ~/.kube/config).
+pub fn kubeconfig_present() -> bool {
+    if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    std::env::var_os("HOME").is_some_and(|home| Path::new(&home).join(".kube/config").is_file())
+}

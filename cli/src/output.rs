@@ -1,0 +1,273 @@
+//! Human output: Terraform-style object lines, node changes counted per pool, the summary
+//! line, then power, cooling and fabric tables. Colour only on a terminal (and not with NO_COLOR).
+
+use std::{fmt::Write as _, io::IsTerminal};
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use kelvin_crds::{
+    diagnostics::{Diagnostic, Severity},
+    v1alpha1::ZoneState,
+};
+use kelvin_operator::plan::{Action, Plan};
+
+fn colour_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+fn paint(text: &str, code: &str) -> String {
+    if colour_enabled() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A diagnostic, with its severity coloured on a terminal.
+pub fn paint_diagnostic(diagnostic: &Diagnostic) -> String {
+    let text = diagnostic.to_string();
+    let (word, code) = match diagnostic.severity {
+        Severity::Error => ("error:", "1;31"),
+        Severity::Warning => ("warning:", "1;33"),
+    };
+    match text.strip_prefix(word) {
+        Some(rest) if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() => {
+            format!("\x1b[{code}m{word}\x1b[0m{rest}")
+        }
+        _ => text,
+    }
+}
+
+/// 8750 -> "8,750".
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn number(value: f64, decimals: usize) -> String {
+    format!("{value:.decimals$}")
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(headers.iter().map(|h| Cell::new(*h)));
+    table
+}
+
+fn right(table: &mut Table, from: usize) {
+    for index in from..table.column_count() {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// The whole plan as text.
+pub fn human_plan(plan: &Plan, node_source: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "GpuCluster {} — planned against {node_source}.\n",
+        plan.cluster
+    );
+    if !plan.valid {
+        let _ = writeln!(
+            out,
+            "The spec is invalid ({} errors, printed above): nothing would change.\n",
+            plan.errors.len()
+        );
+    }
+    let node_pools: Vec<_> = plan
+        .node_changes
+        .iter()
+        .filter(|p| p.nodes > 0 || p.deferred > 0)
+        .collect();
+    if !node_pools.is_empty() {
+        let _ = writeln!(out, "Node changes:");
+        for pool in node_pools {
+            let _ = writeln!(
+                out,
+                "  {} {}: {} nodes",
+                paint("~", "33"),
+                pool.pool,
+                thousands(pool.nodes)
+            );
+            for (item, count) in &pool.items {
+                let _ = writeln!(out, "      {:<64} {:>8}", item, thousands(*count));
+            }
+            if pool.deferred > 0 {
+                let _ = writeln!(
+                    out,
+                    "      {} nodes wait for a later step before their new taints (maxUnavailable)",
+                    thousands(pool.deferred)
+                );
+            }
+        }
+        out.push('\n');
+    }
+    if !plan.objects.is_empty() {
+        let _ = writeln!(out, "Objects:");
+        for change in &plan.objects {
+            let (symbol, code) = match change.action {
+                Action::Add => ("+", "32"),
+                Action::Change => ("~", "33"),
+                Action::Destroy => ("-", "31"),
+            };
+            let _ = writeln!(out, "  {} {}", paint(symbol, code), change.key);
+        }
+        out.push('\n');
+    }
+    let summary = &plan.summary;
+    let _ = writeln!(
+        out,
+        "{} {} to add, {} to change, {} to destroy.\n",
+        paint("Plan:", "1"),
+        thousands(summary.add),
+        thousands(summary.change),
+        thousands(summary.destroy)
+    );
+    out.push_str(&power_table(plan));
+    out.push_str(&cooling_table(plan));
+    out.push_str(&fabric_table(plan));
+    out.push_str(&pool_table(plan));
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "Warnings:");
+        for warning in &plan.warnings {
+            let _ = writeln!(out, "  {warning}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn power_table(plan: &Plan) -> String {
+    let power = &plan.power;
+    let mut table = table(&["POWER", "IT MW", "FACILITY MW", "BUDGET MW", "HEADROOM MW"]);
+    table.add_row(vec![
+        "site".to_owned(),
+        number(power.it_mw, 2),
+        number(power.facility_mw, 2),
+        number(power.budget_mw, 2),
+        number(power.headroom_mw, 2),
+    ]);
+    right(&mut table, 1);
+    format!("{table}\n\n")
+}
+
+fn cooling_table(plan: &Plan) -> String {
+    if plan.cooling_zones.is_empty() {
+        return String::new();
+    }
+    let mut table = table(&[
+        "COOLING ZONE",
+        "STATE",
+        "NODES",
+        "HEAT kW",
+        "CAPACITY kW",
+        "HEADROOM kW",
+        "GPU CAP W",
+        "OUT OF SERVICE",
+        "DEFICIT kW",
+    ]);
+    for zone in &plan.cooling_zones {
+        let state = match zone.state {
+            ZoneState::Normal => "Normal",
+            ZoneState::Degraded => "Degraded",
+            ZoneState::Maintenance => "Maintenance",
+        };
+        let out_of_service = if zone.nodes_must_leave > 0 {
+            format!(
+                "{} of {}",
+                thousands(zone.nodes_out_of_service),
+                thousands(zone.nodes_must_leave)
+            )
+        } else {
+            "-".to_owned()
+        };
+        table.add_row(vec![
+            zone.name.clone(),
+            state.to_owned(),
+            thousands(zone.nodes),
+            number(zone.heat_load_kw, 1),
+            number(zone.capacity_kw, 1),
+            number(zone.headroom_kw, 1),
+            zone.gpu_power_cap_watts
+                .map_or("-".to_owned(), |w| w.to_string()),
+            out_of_service,
+            if zone.deficit_kw > 0.0 {
+                number(zone.deficit_kw, 1)
+            } else {
+                "-".to_owned()
+            },
+        ]);
+    }
+    right(&mut table, 2);
+    format!("{table}\n\n")
+}
+
+fn fabric_table(plan: &Plan) -> String {
+    if plan.fabrics.is_empty() {
+        return String::new();
+    }
+    let mut table = table(&[
+        "FABRIC",
+        "NODES",
+        "ENDPOINTS",
+        "TIERS",
+        "LEAF SW",
+        "SPINE SW",
+        "CORE SW",
+        "NODE-LEAF",
+        "LEAF-SPINE",
+        "SPINE-CORE",
+        "NVLINK DOMAINS",
+    ]);
+    for fabric in &plan.fabrics {
+        table.add_row(vec![
+            fabric.name.clone(),
+            thousands(fabric.nodes),
+            thousands(fabric.endpoints),
+            fabric.tiers.to_string(),
+            thousands(fabric.switches.leaf),
+            thousands(fabric.switches.spine),
+            thousands(fabric.switches.core),
+            thousands(fabric.cables.node_leaf),
+            thousands(fabric.cables.leaf_spine),
+            thousands(fabric.cables.spine_core),
+            thousands(fabric.nvlink_domains),
+        ]);
+    }
+    right(&mut table, 1);
+    format!("{table}\n\n")
+}
+
+fn pool_table(plan: &Plan) -> String {
+    let mut table = table(&[
+        "POOL",
+        "NODES",
+        "EXPECTED",
+        "GPUS",
+        "ALLOCATABLE",
+        "MAX UNAVAILABLE",
+    ]);
+    for pool in &plan.pools {
+        table.add_row(vec![
+            pool.name.clone(),
+            thousands(pool.nodes),
+            thousands(pool.expected_nodes),
+            thousands(pool.gpus),
+            thousands(pool.allocatable_gpus),
+            thousands(pool.max_unavailable),
+        ]);
+    }
+    right(&mut table, 1);
+    format!("{table}\n\n")
+}

@@ -1,0 +1,32 @@
+//! Names Kelvin writes into the cluster. They are API: change them only with a migration.
+
+/// The one field manager for every server-side apply Kelvin makes.
+pub const FIELD_MANAGER: &str = "kelvin";
+/// Namespace of Kelvin's per-pool and per-fabric workloads (device plugins).
+pub const NAMESPACE: &str = "kelvin-system";
+
+/// `app.kubernetes.io/managed-by` on everything Kelvin creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "kelvin";
+/// The GpuCluster an object belongs to.
+pub const CLUSTER_LABEL: &str = "kelvin.dev/cluster";
+/// `app.kubernetes.io/name` of Kelvin's workloads.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// A node's pool.
+pub const POOL_LABEL: &str = "kelvin.dev/pool";
+/// A node's cooling zone.
+pub const ZONE_LABEL: &str = "kelvin.dev/cooling-zone";
+/// A node's fabric.
+pub const FABRIC_LABEL: &str = "kelvin.dev/fabric";
+/// GPU power cap a node must apply (Degraded cooling), in watts.
+pub const POWER_CAP_LABEL: &str = "kelvin.dev/gpu-power-cap-watts";
+/// A tenant's namespaces.
+pub const TENANT_LABEL: &str = "kelvin.dev/tenant";
+/// Taint on nodes Kelvin takes out of service (cooling); value says why.
+pub const OUT_OF_SERVICE_TAINT: &str = "kelvin.dev/out-of-service";
+/// NVIDIA GPU Operator: which device-plugin config a node uses.
+pub const GPU_OPERATOR_CONFIG_LABEL: &str = "nvidia.com/device-plugin.config";
+/// NVIDIA GPU Operator (mig-manager): the MIG layout of a node.
+pub const MIG_CONFIG_LABEL: &str = "nvidia.com/mig.config";
