@@ -260,13 +260,14 @@ supervise() {
   start kube-controller-manager "${common[@]}" --secure-port="$KCM_PORT" \
     --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" \
     --use-service-account-credentials=true \
-    --kube-api-qps=200 --kube-api-burst=400 --concurrent-daemonset-syncs=4
+    --kube-api-qps=200 --kube-api-burst=400 --concurrent-daemonset-syncs=4 \
+    --node-monitor-grace-period="${KELVIN_NODE_MONITOR_GRACE:-2m}"
   start kube-scheduler "${common[@]}" --secure-port="$SCHED_PORT" \
     --kube-api-qps=200 --kube-api-burst=400
   local stages=() f
   while IFS= read -r f; do stages+=("--config=$f"); done < <(kwok_stage_files)
   start kwok --kubeconfig="$kc" --config="$dir/kwok.yaml" "${stages[@]}" \
-    --server-address="127.0.0.1:$KWOK_PORT"
+    --server-address="127.0.0.1:$KWOK_PORT" --v="${KELVIN_KWOK_LOG_LEVEL:-WARN}"
 
   until_up kube-controller-manager 60 curl -fsSk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
   until_up kube-scheduler 60 curl -fsSk --max-time 2 "https://127.0.0.1:$SCHED_PORT/healthz"

@@ -18,5 +18,5 @@ pub mod nodes;
 pub mod process;
 
 pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};
-pub use nodes::{GpuNodes, Layout};
+pub use nodes::{GpuNodes, Layout, sets_from_spec};
 pub use process::{run, workspace_binary};

@@ -90,6 +90,12 @@ pub struct GpuNodes {
     pub layout: Layout,
     /// Extra labels; they override the generated ones.
     pub labels: BTreeMap<String, String>,
+    /// Labels by range of nodes: `(i, labels)` adds `labels` to node `i` and the nodes after
+    /// it, until the next entry (used to place a pool's nodes in successive cooling zones).
+    pub segments: Vec<(usize, BTreeMap<String, String>)>,
+    /// Generated labels to leave out (e.g. the keys cooling zones select on, when the zones'
+    /// labels are set through `segments`).
+    pub omit: Vec<String>,
     pub taints: Vec<Taint>,
     /// Concurrent create/delete requests.
     pub parallelism: usize,
@@ -109,6 +115,8 @@ impl GpuNodes {
             gpus_per_node: 8,
             layout: Layout::default(),
             labels: BTreeMap::new(),
+            segments: Vec::new(),
+            omit: Vec::new(),
             taints: Vec::new(),
             parallelism: 32,
         }
@@ -155,7 +163,11 @@ impl GpuNodes {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        labels.retain(|k, _| !self.omit.contains(k));
         labels.extend(self.labels.clone());
+        if let Some((_, extra)) = self.segments.iter().rev().find(|(from, _)| *from <= i) {
+            labels.extend(extra.clone());
+        }
 
         let resources: BTreeMap<String, Quantity> = [
             ("cpu", "224".to_string()),
@@ -266,6 +278,123 @@ impl GpuNodes {
     }
 }
 
+/// The nodes a GpuCluster spec describes, one set per pool, as the site's provisioning would
+/// leave them: named `{pool}-{position}` with positions running on across pools, labelled with
+/// the pool's `nodeSelector.matchLabels`, with `accelerator.perNode` accelerators of the pool's
+/// resource, and placed in the cooling zones in order: each zone (whose selector has only
+/// `matchLabels` not contradicting the pool's) takes nodes until their IT power
+/// (`perNode x tdpWatts + hostPowerWatts`) reaches its `capacityKW`; the zone's labels go on
+/// them. Nodes that fit no zone get none of the labels zones select on. `max_per_pool` caps
+/// `expectedNodes`.
+pub fn sets_from_spec(
+    cluster: &serde_json::Value,
+    max_per_pool: Option<usize>,
+) -> Result<Vec<GpuNodes>> {
+    let spec = &cluster["spec"];
+    let pools = spec["gpuPools"]
+        .as_array()
+        .context("spec.gpuPools is missing or not a list")?;
+    let mut zones: Vec<(BTreeMap<String, String>, f64)> = spec["coolingZones"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|z| z["nodeSelector"]["matchExpressions"].is_null())
+        .filter_map(|z| {
+            let labels = string_map(&z["nodeSelector"]["matchLabels"]);
+            let watts = z["capacityKW"].as_f64()? * 1000.0;
+            (!labels.is_empty()).then_some((labels, watts))
+        })
+        .collect();
+    let mut position = 0;
+    let mut sets = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        let path = format!("spec.gpuPools[{p}]");
+        let name = pool["name"]
+            .as_str()
+            .with_context(|| format!("{path}.name is missing"))?;
+        let expected = pool["expectedNodes"]
+            .as_u64()
+            .with_context(|| format!("{path}.expectedNodes is missing"))?;
+        let count = usize::try_from(expected)?.min(max_per_pool.unwrap_or(usize::MAX));
+        let acc = &pool["accelerator"];
+        let vendor = acc["vendor"].as_str().unwrap_or("nvidia");
+        let per_node = acc["perNode"]
+            .as_u64()
+            .with_context(|| format!("{path}.accelerator.perNode is missing"))?;
+        let model = acc["model"].as_str().unwrap_or(name);
+        let pool_labels = string_map(&pool["nodeSelector"]["matchLabels"]);
+
+        let mut set = GpuNodes::new(name, count);
+        set.start = position;
+        set.gpus_per_node = u32::try_from(per_node)?;
+        set.resource = match acc["resourceName"].as_str() {
+            Some(r) => r.to_string(),
+            None => match vendor {
+                "amd" => "amd.com/gpu",
+                "intel" => "gpu.intel.com/i915",
+                _ => "nvidia.com/gpu",
+            }
+            .to_string(),
+        };
+        set.gpu_product = if vendor == "nvidia" {
+            format!("NVIDIA-{model}")
+        } else {
+            model.to_string()
+        };
+        set.sku = pool_labels
+            .get("kelvin.dev/sku")
+            .cloned()
+            .unwrap_or_else(|| name.to_string());
+        set.labels = pool_labels.clone();
+        set.omit = zones.iter().flat_map(|(l, _)| l.keys().cloned()).collect();
+
+        let node_watts = per_node as f64 * acc["tdpWatts"].as_f64().unwrap_or(0.0)
+            + pool["hostPowerWatts"].as_f64().unwrap_or(0.0);
+        let mut i = 0;
+        for (zone_labels, left) in zones.iter_mut() {
+            if i >= count {
+                break;
+            }
+            let conflicts = zone_labels
+                .iter()
+                .any(|(k, v)| pool_labels.get(k).is_some_and(|pv| pv != v));
+            if conflicts || *left < node_watts {
+                continue;
+            }
+            let fit = if node_watts > 0.0 {
+                ((*left / node_watts).floor() as usize).min(count - i)
+            } else {
+                count - i
+            };
+            set.segments.push((i, zone_labels.clone()));
+            *left -= fit as f64 * node_watts;
+            i += fit;
+        }
+        if i < count {
+            // The rest fit no zone.
+            set.segments.push((i, BTreeMap::new()));
+        }
+        position += count;
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+fn string_map(value: &serde_json::Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// True when the node's `Ready` condition is `True`.
 pub fn is_ready(node: &Node) -> bool {
     node.status
@@ -364,6 +493,46 @@ mod tests {
     fn extra_labels_override_generated_ones() {
         let node = GpuNodes::new("n", 1).label("kelvin.dev/hall", "z").node(0);
         assert_eq!(node.metadata.labels.unwrap()["kelvin.dev/hall"], "z");
+    }
+
+    #[test]
+    fn spec_pools_become_node_sets_filling_cooling_zones_in_order() {
+        let spec = serde_json::json!({"spec": {
+            "coolingZones": [
+                {"name": "z1", "capacityKW": 25, "nodeSelector": {"matchLabels": {"kelvin.dev/loop": 1}}},
+                {"name": "z2", "capacityKW": 100, "nodeSelector": {"matchLabels": {"kelvin.dev/loop": "2"}}},
+            ],
+            "gpuPools": [
+                {"name": "h100", "expectedNodes": 4,
+                 "nodeSelector": {"matchLabels": {"kelvin.dev/sku": "hgx-h100"}},
+                 "accelerator": {"vendor": "nvidia", "model": "H100-SXM5-80GB", "perNode": 8, "tdpWatts": 700},
+                 "hostPowerWatts": 4400},
+                {"name": "mi300", "expectedNodes": 50,
+                 "nodeSelector": {"matchLabels": {"kelvin.dev/sku": "mi300x"}},
+                 "accelerator": {"vendor": "amd", "model": "MI300X", "perNode": 8, "tdpWatts": 750},
+                 "hostPowerWatts": 4000},
+            ],
+        }});
+        let sets = sets_from_spec(&spec, Some(20)).unwrap();
+        assert_eq!(sets.len(), 2);
+        let (h100, mi300) = (&sets[0], &sets[1]);
+        assert_eq!((h100.count, h100.start), (4, 0));
+        assert_eq!((mi300.count, mi300.start), (20, 4));
+        assert_eq!(h100.resource, "nvidia.com/gpu");
+        assert_eq!(mi300.resource, "amd.com/gpu");
+        assert_eq!(h100.name(0), "h100-00000");
+        assert_eq!(mi300.name(0), "mi300-00004");
+        // 10 kW per H100 node: two fit the 25 kW zone, the other two go to the next one.
+        let loop_of = |set: &GpuNodes, i| set.node(i).metadata.labels.unwrap()["kelvin.dev/loop"].clone();
+        assert_eq!(loop_of(h100, 1), "1");
+        assert_eq!(loop_of(h100, 2), "2");
+        assert_eq!(h100.node(0).metadata.labels.unwrap()["kelvin.dev/sku"], "hgx-h100");
+        // 10 kW per MI300 node: 80 kW left in z2 holds 8, the other 12 fit nowhere and get no
+        // loop label at all (not even the one their position would give).
+        assert_eq!(loop_of(mi300, 7), "2");
+        let unzoned = mi300.node(8).metadata.labels.unwrap();
+        assert!(!unzoned.contains_key("kelvin.dev/loop"), "{unzoned:?}");
+        assert!(unzoned.contains_key("kelvin.dev/hall"));
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::Taint;
-use kelvin_e2e::{GpuNodes, Layout};
+use kelvin_e2e::crd::read_yaml_documents;
+use kelvin_e2e::{GpuNodes, Layout, sets_from_spec};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -46,6 +47,28 @@ enum Cmd {
     Delete {
         #[command(flatten)]
         set: SetArgs,
+    },
+    /// Create the nodes a GpuCluster spec describes: one set per pool (named after it, with its
+    /// nodeSelector labels and accelerators), placed in the cooling zones in order.
+    FromSpec {
+        /// YAML file holding a GpuCluster.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Create at most this many nodes per pool (expectedNodes can be tens of thousands).
+        #[arg(long)]
+        max_per_pool: Option<usize>,
+        /// Delete those nodes instead of creating them.
+        #[arg(long)]
+        delete: bool,
+        /// Wait until every node is Ready.
+        #[arg(long)]
+        wait: bool,
+        /// How long to wait, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Concurrent API requests.
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
     },
 }
 
@@ -185,6 +208,46 @@ async fn main() -> Result<()> {
                     ready.as_secs_f64(),
                     started.elapsed().as_secs_f64()
                 );
+            }
+        }
+        Cmd::FromSpec {
+            file,
+            max_per_pool,
+            delete,
+            wait,
+            timeout,
+            parallel,
+        } => {
+            let cluster = read_yaml_documents(&file)?
+                .into_iter()
+                .find(|d| d["kind"] == "GpuCluster")
+                .with_context(|| format!("no GpuCluster in {}", file.display()))?;
+            let mut sets = sets_from_spec(&cluster, max_per_pool)?;
+            for set in &mut sets {
+                set.parallelism = parallel;
+                if delete {
+                    set.delete(&client).await?;
+                    println!("{}: deleted {} nodes", set.prefix, set.count);
+                    continue;
+                }
+                let started = Instant::now();
+                let created = set.create(&client).await?;
+                println!(
+                    "{}: created {created} of {} nodes {}..{} ({} x {}) in {:.1} s",
+                    set.prefix,
+                    set.count,
+                    set.name(0),
+                    set.name(set.count.saturating_sub(1)),
+                    set.gpus_per_node,
+                    set.resource,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if wait && !delete {
+                for set in &sets {
+                    set.wait_ready(&client, Duration::from_secs(timeout)).await?;
+                }
+                println!("all nodes Ready");
             }
         }
         Cmd::Count { set } => {
