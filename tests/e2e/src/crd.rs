@@ -20,68 +20,14 @@ pub fn gpucluster_crd_path() -> PathBuf {
         .join(format!("{GPUCLUSTER_CRD}.yaml"))
 }
 
-/// A minimal stand-in for the generated CRD, used only while `crds/gpuclusters.kelvin.dev.yaml`
-/// does not exist: same names and scope, a loose schema, and one CEL rule (pools must name a
-/// fabric) so the admission path can be exercised. The bounds (maxItems, maxLength) are what
-/// keeps the rule under the API server's CEL cost budget: without them it refuses the CRD.
-const MINIMAL_GPUCLUSTER_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gpuclusters.kelvin.dev
-spec:
-  group: kelvin.dev
-  scope: Cluster
-  names: {plural: gpuclusters, singular: gpucluster, kind: GpuCluster, shortNames: [gpuc]}
-  versions:
-  - name: v1alpha1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            x-kubernetes-preserve-unknown-fields: true
-            x-kubernetes-validations:
-            - rule: "self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))"
-              message: "every spec.gpuPools[].fabric must name an entry of spec.fabrics"
-            properties:
-              fabrics:
-                type: array
-                maxItems: 32
-                items:
-                  type: object
-                  x-kubernetes-preserve-unknown-fields: true
-                  properties: {name: {type: string, maxLength: 63}}
-              gpuPools:
-                type: array
-                maxItems: 64
-                items:
-                  type: object
-                  x-kubernetes-preserve-unknown-fields: true
-                  properties:
-                    name: {type: string, maxLength: 63}
-                    fabric: {type: string, maxLength: 63}
-          status:
-            type: object
-            x-kubernetes-preserve-unknown-fields: true
-"#;
-
-/// The GpuCluster CRD: the generated one when it exists, else a minimal stand-in. The string
-/// says which.
-pub fn gpucluster_crd() -> Result<(CustomResourceDefinition, String)> {
-    let path = gpucluster_crd_path();
-    if path.is_file() {
-        return Ok((read_crd(&path)?, path.display().to_string()));
-    }
-    let crd = serde_saphyr::from_str(MINIMAL_GPUCLUSTER_CRD).context("parsing the stand-in CRD")?;
-    Ok((
-        crd,
-        "minimal stand-in (crds/gpuclusters.kelvin.dev.yaml missing)".to_string(),
-    ))
+/// The GpuCluster CRD and the file it came from: the generated
+/// `crds/gpuclusters.kelvin.dev.yaml`, or the file `KELVIN_E2E_GPUCLUSTER_CRD` names (to try a
+/// CRD before generating it).
+pub fn gpucluster_crd() -> Result<(CustomResourceDefinition, PathBuf)> {
+    let path = std::env::var_os("KELVIN_E2E_GPUCLUSTER_CRD")
+        .map(PathBuf::from)
+        .unwrap_or_else(gpucluster_crd_path);
+    Ok((read_crd(&path)?, path))
 }
 
 /// Reads the YAML documents of `path` as JSON values (empty documents dropped).
@@ -120,13 +66,24 @@ pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) -> Res
     crd.metadata.managed_fields = None;
     crd.metadata.resource_version = None;
     crd.status = None;
-    api.patch(
-        &name,
-        &PatchParams::apply("kelvin-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .with_context(|| format!("applying CRD {name}"))?;
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply("kelvin-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // The API server's message lists every problem; the rest of the Status repeats it.
+        Err(kube::Error::Api(status)) => bail!(
+            "the API server refused CRD {name} ({} {}): {}",
+            status.code,
+            status.reason,
+            status.message
+        ),
+        Err(e) => return Err(e).with_context(|| format!("applying CRD {name}")),
+    }
     wait_for(
         &format!("CRD {name} to be Established"),
         Duration::from_secs(60),

@@ -523,10 +523,14 @@ mod tests {
         assert_eq!(h100.name(0), "h100-00000");
         assert_eq!(mi300.name(0), "mi300-00004");
         // 10 kW per H100 node: two fit the 25 kW zone, the other two go to the next one.
-        let loop_of = |set: &GpuNodes, i| set.node(i).metadata.labels.unwrap()["kelvin.dev/loop"].clone();
+        let loop_of =
+            |set: &GpuNodes, i| set.node(i).metadata.labels.unwrap()["kelvin.dev/loop"].clone();
         assert_eq!(loop_of(h100, 1), "1");
         assert_eq!(loop_of(h100, 2), "2");
-        assert_eq!(h100.node(0).metadata.labels.unwrap()["kelvin.dev/sku"], "hgx-h100");
+        assert_eq!(
+            h100.node(0).metadata.labels.unwrap()["kelvin.dev/sku"],
+            "hgx-h100"
+        );
         // 10 kW per MI300 node: 80 kW left in z2 holds 8, the other 12 fit nowhere and get no
         // loop label at all (not even the one their position would give).
         assert_eq!(loop_of(mi300, 7), "2");

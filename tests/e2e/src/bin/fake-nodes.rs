@@ -245,7 +245,8 @@ async fn main() -> Result<()> {
             }
             if wait && !delete {
                 for set in &sets {
-                    set.wait_ready(&client, Duration::from_secs(timeout)).await?;
+                    set.wait_ready(&client, Duration::from_secs(timeout))
+                        .await?;
                 }
                 println!("all nodes Ready");
             }
