@@ -320,9 +320,17 @@ cmd_up() {
   for c in "${components[@]}" kubectl helm; do
     [[ -x "$BIN/$c" ]] || die "missing $BIN/$c"
   done
-  local v
-  for v in ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT; do free_port "$v"; done
-  cat >"$dir/cluster.env" <<EOF
+  gen_pki
+  write_kwok_config
+  # If `up` fails or is interrupted before the cluster is ready, take it down again.
+  trap 'log "startup failed; logs:"; tail_logs; cmd_down >/dev/null 2>&1 || true' EXIT
+  mkdir -p "$dir/logs"
+
+  # A port found free can be taken before a component binds it: then start again on others.
+  local attempt v spid deadline
+  for attempt in 1 2 3; do
+    for v in ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT; do free_port "$v"; done
+    cat >"$dir/cluster.env" <<EOF
 BIN=$BIN
 ETCD_PORT=$ETCD_PORT
 ETCD_PEER_PORT=$ETCD_PEER_PORT
@@ -331,25 +339,26 @@ KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
 KWOK_PORT=$KWOK_PORT
 EOF
-  load_env
-  gen_pki
-  write_kubeconfig
-  write_kwok_config
-
-  # If `up` fails or is interrupted before the cluster is ready, take it down again.
-  trap 'log "startup failed; logs:"; tail_logs; cmd_down >/dev/null 2>&1 || true' EXIT
-  mkdir -p "$dir/logs"
-  if ((lifeline)); then
-    # fd 3 carries our stdin (the lifeline pipe) into the supervisor's background reader.
-    setsid "$self" _supervise --dir "$dir" --lifeline 3<&0 </dev/null >"$dir/logs/supervisor.log" 2>&1 &
-  else
-    setsid "$self" _supervise --dir "$dir" </dev/null >"$dir/logs/supervisor.log" 2>&1 &
-  fi
-  local spid=$! deadline=$((SECONDS + 180))
-  until [[ -f "$dir/ready" ]]; do
-    alive "$spid" || die "supervisor exited during startup"
-    ((SECONDS < deadline)) || die "control plane not ready after 180 s"
-    sleep 0.2
+    load_env
+    write_kubeconfig
+    if ((lifeline)); then
+      # fd 3 carries our stdin (the lifeline pipe) into the supervisor's background reader.
+      setsid "$self" _supervise --dir "$dir" --lifeline 3<&0 </dev/null >"$dir/logs/supervisor.log" 2>&1 &
+    else
+      setsid "$self" _supervise --dir "$dir" </dev/null >"$dir/logs/supervisor.log" 2>&1 &
+    fi
+    spid=$! deadline=$((SECONDS + 180))
+    until [[ -f "$dir/ready" ]] || ! alive "$spid"; do
+      ((SECONDS < deadline)) || die "control plane not ready after 180 s"
+      sleep 0.2
+    done
+    [[ -f "$dir/ready" ]] && break
+    if ((attempt < 3)) && grep -qs "address already in use" "$dir"/logs/*.log; then
+      log "a port was taken meanwhile; starting again on other ports"
+      rm -rf "${dir:?}/etcd" "${dir:?}/logs/"*
+      continue
+    fi
+    die "supervisor exited during startup"
   done
   trap - EXIT
   log "control plane ready in $((SECONDS - t0)) s ($dir)"
