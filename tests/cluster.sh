@@ -151,6 +151,34 @@ kwok_stage_files() {
 }
 
 write_kwok_config() {
+  # Our own stage, in addition to kwok's: a kubelet that comes back after its node was
+  # NotReady makes its pods Ready again; kwok's pod-ready stage only handles Pending pods, so
+  # without this, pods the node lifecycle controller marked NotReady (nodes whose Lease
+  # renewals ran late on a loaded machine) would stay NotReady for good. Job pods are left to
+  # kwok's pod-complete stage.
+  cat >"$dir/stage-pod-ready-again.yaml" <<'EOF'
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: kelvin-pod-ready-again
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: '.metadata.deletionTimestamp', operator: DoesNotExist}
+    - {key: '.status.phase', operator: In, values: [Running]}
+    - {key: '.metadata.ownerReferences.[].kind', operator: NotIn, values: [Job]}
+    - {key: '.status.conditions.[] | select( .type == "Ready" ) | .status', operator: NotIn, values: ['True']}
+  delay:
+    durationMilliseconds: 10000
+    jitterDurationMilliseconds: 30000
+  next:
+    statusTemplate: |
+      conditions:
+      - lastTransitionTime: {{ Now | Quote }}
+        status: "True"
+        type: Ready
+EOF
   cat >"$dir/kwok.yaml" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -266,6 +294,7 @@ supervise() {
     --kube-api-qps=200 --kube-api-burst=400
   local stages=() f
   while IFS= read -r f; do stages+=("--config=$f"); done < <(kwok_stage_files)
+  stages+=("--config=$dir/stage-pod-ready-again.yaml")
   start kwok --kubeconfig="$kc" --config="$dir/kwok.yaml" "${stages[@]}" \
     --server-address="127.0.0.1:$KWOK_PORT" --v="${KELVIN_KWOK_LOG_LEVEL:-WARN}"
 
@@ -364,7 +393,8 @@ EOF
   log "control plane ready in $((SECONDS - t0)) s ($dir)"
 
   if ((nodes > 0)); then
-    KUBECONFIG="$dir/kubeconfig" run_fake_nodes create --count "$nodes" --wait \
+    # Its report goes to stderr: stdout is only the exports, for `eval "$(cluster.sh up)"`.
+    KUBECONFIG="$dir/kubeconfig" run_fake_nodes create --count "$nodes" --wait >&2 \
       || { cmd_down >/dev/null 2>&1 || true; die "creating $nodes nodes failed"; }
   fi
   print_exports

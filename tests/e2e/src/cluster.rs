@@ -202,10 +202,12 @@ impl Cluster {
             .unwrap_or_else(|| PathBuf::from(name))
     }
 
-    /// `kubectl` with this cluster's kubeconfig.
+    /// `kubectl` with this cluster's kubeconfig and a discovery cache of its own (not the
+    /// user's `~/.kube/cache`).
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(self.bin("kubectl"));
-        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.scratch.join("kube-cache"));
         cmd
     }
 
