@@ -1,6 +1,7 @@
 //! Reading spec files, directories and standard input, and the nodes to plan against.
 
 use std::{
+    collections::HashMap,
     io::Read,
     path::{Path, PathBuf},
 };
@@ -9,6 +10,7 @@ use anyhow::{Context, Result};
 use kelvin_crds::{
     diagnostics::Diagnostic,
     load::{self, Origin},
+    locate::PathIndex,
     model::nodes::{self, NodeInfo},
     v1alpha1::GpuCluster,
 };
@@ -21,9 +23,28 @@ pub struct Loaded {
     pub clusters: Vec<(GpuCluster, Origin)>,
     pub diagnostics: Vec<Diagnostic>,
     pub inventory: Option<(String, Vec<NodeInfo>)>,
+    /// Text of each spec file, to point findings at their lines.
+    sources: HashMap<String, Vec<u8>>,
 }
 
 impl Loaded {
+    /// `diagnostics` about the cluster read from `origin`, pointed at their lines.
+    pub fn locate(&self, origin: &Origin, diagnostics: &[Diagnostic]) -> Vec<Diagnostic> {
+        if diagnostics.is_empty() {
+            return Vec::new();
+        }
+        let text = self
+            .sources
+            .get(&origin.file)
+            .map(|bytes| String::from_utf8_lossy(bytes))
+            .unwrap_or_default();
+        let index = PathIndex::build(&text, origin.document);
+        diagnostics
+            .iter()
+            .map(|d| load::locate(d.clone(), &index, &origin.file, origin))
+            .collect()
+    }
+
     /// The nodes to plan `cluster` against: the inventory, or simulated ones.
     pub fn nodes_for(&self, cluster: &GpuCluster) -> Vec<NodeInfo> {
         match &self.inventory {
@@ -88,10 +109,14 @@ pub fn load(paths: &[PathBuf], inventory: Option<&Path>) -> Result<Loaded> {
         clusters: Vec::new(),
         diagnostics: Vec::new(),
         inventory: None,
+        sources: HashMap::new(),
     };
     for path in expand(paths)? {
         let (name, bytes) = read(&path)?;
         let (clusters, diagnostics) = load::load_gpu_clusters(&name, &bytes);
+        if !clusters.is_empty() {
+            loaded.sources.insert(name, bytes);
+        }
         loaded.clusters.extend(clusters);
         loaded.diagnostics.extend(diagnostics);
     }

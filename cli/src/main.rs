@@ -135,7 +135,7 @@ fn validate(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<Ex
     for (cluster, origin) in &loaded.clusters {
         let nodes = loaded.nodes_for(cluster);
         let analysis = kelvin_crds::model::analyze(&cluster.spec, &nodes);
-        print_diagnostics(&analysis.diagnostics);
+        print_diagnostics(&loaded.locate(origin, &analysis.diagnostics));
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = analysis.diagnostics.len() - errors;
         let name = cluster.metadata.name.as_deref().unwrap_or_default();
@@ -172,9 +172,12 @@ fn plan_command(
     let mut failed = !loaded.diagnostics.is_empty();
     let mut changes = false;
     let mut plans = Vec::new();
-    for (cluster, _) in &loaded.clusters {
+    for (cluster, origin) in &loaded.clusters {
         let nodes = loaded.nodes_for(cluster);
-        let planned = plan(cluster, &nodes, &ObservedObjects::default()).context("planning")?;
+        let mut planned = plan(cluster, &nodes, &ObservedObjects::default()).context("planning")?;
+        planned.plan.errors = loaded.locate(origin, &planned.plan.errors);
+        planned.plan.warnings = loaded.locate(origin, &planned.plan.warnings);
+        print_diagnostics(&planned.plan.errors);
         failed |= !planned.plan.valid;
         let summary = &planned.plan.summary;
         changes |= summary.add + summary.change + summary.destroy > 0;
@@ -208,11 +211,11 @@ fn render(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<Exit
     let loaded = input::load(paths, inventory)?;
     print_diagnostics(&loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
-    for (cluster, _) in &loaded.clusters {
+    for (cluster, origin) in &loaded.clusters {
         let nodes = loaded.nodes_for(cluster);
         let planned = plan(cluster, &nodes, &ObservedObjects::default()).context("planning")?;
         if !planned.plan.valid {
-            print_diagnostics(&planned.plan.errors);
+            print_diagnostics(&loaded.locate(origin, &planned.plan.errors));
             failed = true;
             continue;
         }

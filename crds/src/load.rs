@@ -32,8 +32,13 @@ pub struct Document {
 }
 
 /// Parses `bytes` of `file` into its documents. Rejects non-UTF-8 bytes, YAML syntax errors
-/// (with line and column), empty files and alias bombs (bounded by serde-saphyr's budget).
+/// (with line and column), empty files and alias bombs (see [`yaml_options`]).
 pub fn parse_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Diagnostic> {
+    parse(file, bytes, "add a GpuCluster (see examples/)")
+}
+
+/// [`parse_documents`], with what to say when the file is empty.
+fn parse(file: &str, bytes: &[u8], empty_fix: &str) -> Result<Vec<Document>, Diagnostic> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let offset = error.valid_up_to();
         let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
@@ -57,23 +62,24 @@ pub fn parse_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Diagno
             column,
         )
     })?;
-    let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|error| {
-        let diagnostic = Diagnostic::error("", format!("YAML: {}", first_line(&error.to_string())))
-            .with_fix("fix the YAML syntax at this position");
-        match error.location() {
-            Some(location) => at(
-                diagnostic,
-                file,
-                location.line() as usize,
-                location.column() as usize,
-            ),
-            None => at(diagnostic, file, 1, 1),
-        }
-    })?;
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(
+            |error| {
+                let diagnostic = yaml_diagnostic(&error);
+                match error.location() {
+                    Some(location) if location.line() > 0 => at(
+                        diagnostic,
+                        file,
+                        location.line() as usize,
+                        (location.column() as usize).max(1),
+                    ),
+                    _ => at(diagnostic, file, 1, 1),
+                }
+            },
+        )?;
     if values.is_empty() {
         return Err(at(
-            Diagnostic::error("", "the file holds no YAML documents")
-                .with_fix("add a GpuCluster (see examples/)"),
+            Diagnostic::error("", "the file holds no YAML documents").with_fix(empty_fix),
             file,
             1,
             1,
@@ -91,6 +97,120 @@ pub fn parse_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Diagno
         })
         .collect())
 }
+
+/// Events Kelvin replays from `*alias` references in one file. A spec reuses a few snippets
+/// (a selector, a taint) through aliases: hundreds of events. A billion-laughs file needs
+/// billions; this stops it after a fraction of a second and a few MB.
+const MAX_ALIAS_REPLAYED_EVENTS: usize = 100_000;
+
+/// serde-saphyr's options for a file of `input_len` bytes. Its default budget caps a stream at
+/// 250,000 nodes and 1,000,000 events, which a large inventory exceeds (70,000 nodes with a few
+/// labels each are over a million YAML nodes). Written out, a YAML node takes at least a byte,
+/// so budgets that grow with the file admit every file that uses no aliases, while expansion
+/// through aliases stays bounded by [`MAX_ALIAS_REPLAYED_EVENTS`] whatever the file's size.
+fn yaml_options(input_len: usize) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: defaults.max_nodes.max(input_len),
+            max_events: defaults.max_events.max(input_len.saturating_mul(2)),
+            max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(input_len),
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_REPLAYED_EVENTS,
+        },
+    }
+}
+
+/// A YAML error as a finding: what is wrong, without the parser's own location prefix (the
+/// diagnostic carries file:line:col), and what to do about it.
+fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
+    use serde_saphyr::{Error, MessageFormatter, budget::BudgetBreach};
+
+    let mut inner = error;
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    const BOMB_FIX: &str = "write the repeated values out instead of nesting aliases (*name) in aliases; Kelvin refuses YAML that expands this far (an alias bomb)";
+    let (message, fix) = match inner {
+        Error::AliasReplayLimitExceeded {
+            max_total_replayed_events,
+            ..
+        } => (
+            format!(
+                "YAML aliases expand to more than {max_total_replayed_events} events; reading stopped"
+            ),
+            BOMB_FIX,
+        ),
+        Error::AliasExpansionLimitExceeded { .. } | Error::AliasReplayStackDepthExceeded { .. } => {
+            (
+                format!(
+                    "YAML aliases expand too far; reading stopped ({})",
+                    DEFAULT_FORMATTER.format_message(inner)
+                ),
+                BOMB_FIX,
+            )
+        }
+        Error::Budget { breach, .. } => match breach {
+            BudgetBreach::AliasAnchorRatio { aliases, anchors } => (
+                format!(
+                    "YAML uses {aliases} aliases (*name) for {anchors} anchor{} (&name); reading stopped, as alias bombs do this",
+                    if *anchors == 1 { "" } else { "s" }
+                ),
+                "use at most 10 aliases per anchor, or write the repeated values out",
+            ),
+            BudgetBreach::Nodes { nodes } => (
+                format!(
+                    "YAML expands to more than {} nodes; reading stopped",
+                    nodes.saturating_sub(1)
+                ),
+                BOMB_FIX,
+            ),
+            BudgetBreach::Events { events } => (
+                format!(
+                    "YAML expands to more than {} events; reading stopped",
+                    events.saturating_sub(1)
+                ),
+                BOMB_FIX,
+            ),
+            BudgetBreach::Depth { depth } => (
+                format!("YAML nests {depth} levels deep; reading stopped"),
+                "a spec nests a few levels; check the indentation and brackets here",
+            ),
+            BudgetBreach::Documents { documents } => (
+                format!(
+                    "the file holds more than {} YAML documents",
+                    documents.saturating_sub(1)
+                ),
+                "split the file",
+            ),
+            other => (
+                format!("YAML exceeds Kelvin's reading limits ({other:?}); reading stopped"),
+                BOMB_FIX,
+            ),
+        },
+        Error::DuplicateMappingKey { key, .. } => {
+            let key = key.as_deref().unwrap_or("a key");
+            return Diagnostic::error("", format!("{key} is given twice in the same mapping"))
+                .with_fix(format!("keep one {key}"));
+        }
+        Error::NonFiniteFloat { value, .. } => {
+            return Diagnostic::error("", format!("{value} is not a finite number"))
+                .with_fix("use a finite number");
+        }
+        other => (
+            format!(
+                "YAML: {}",
+                first_line(&DEFAULT_FORMATTER.format_message(other))
+            ),
+            "fix the YAML syntax at this position",
+        ),
+    };
+    Diagnostic::error("", message).with_fix(fix)
+}
+
+const DEFAULT_FORMATTER: serde_saphyr::DefaultMessageFormatter =
+    serde_saphyr::DefaultMessageFormatter;
 
 fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or(message)
@@ -155,8 +275,14 @@ pub fn locate(
     origin: &Origin,
 ) -> Diagnostic {
     if diagnostic.location.is_none() {
-        let (line, column) = index
-            .find(&diagnostic.path)
+        // An unknown field is wrong in its key; every other finding is about a value.
+        let key = if diagnostic.message.starts_with("unknown field") {
+            index.find_key(&diagnostic.path)
+        } else {
+            None
+        };
+        let (line, column) = key
+            .or_else(|| index.find(&diagnostic.path))
             .or_else(|| index.find(""))
             .unwrap_or((1, 1));
         diagnostic.location = Some(Location {
@@ -186,7 +312,12 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
         .and_then(Value::as_str)
         .unwrap_or("");
     let mut errors = Vec::new();
-    if kind != "GpuCluster" {
+    if kind.is_empty() {
+        errors.push(
+            Diagnostic::error("kind", "Required value")
+                .with_fix("add kind: GpuCluster (with apiVersion: kelvin.dev/v1alpha1)"),
+        );
+    } else if kind != "GpuCluster" {
         let mut error = Diagnostic::error(
             "kind",
             format!("kind {kind:?} is not one Kelvin reads here"),
@@ -200,7 +331,12 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
         };
         errors.push(error);
     }
-    if api_version != API_VERSION {
+    if api_version.is_empty() {
+        errors.push(
+            Diagnostic::error("apiVersion", "Required value")
+                .with_fix(format!("add apiVersion: {API_VERSION}")),
+        );
+    } else if api_version != API_VERSION {
         errors.push(
             Diagnostic::error(
                 "apiVersion",
@@ -209,14 +345,25 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
             .with_fix(format!("use apiVersion: {API_VERSION}")),
         );
     }
-    let name = value.pointer("/metadata/name").and_then(Value::as_str);
-    match name {
+    let name = value.pointer("/metadata/name");
+    match name.map(|name| name.as_str().ok_or(name)) {
+        Some(Err(other)) => errors.push(
+            Diagnostic::error(
+                "metadata.name",
+                format!("Invalid value: {other}: must be of type string"),
+            )
+            .with_fix(if other.is_number() || other.is_boolean() {
+                format!("quote it: name: \"{other}\"")
+            } else {
+                "give the site a name, e.g. metadata: {name: cortex}".to_owned()
+            }),
+        ),
         None => errors.push(Diagnostic::error("metadata.name", "Required value").with_fix("name the site, e.g. metadata: {name: cortex}")),
-        Some(name) if !is_dns_subdomain(name) => errors.push(
+        Some(Ok(name)) if !is_dns_subdomain(name) => errors.push(
             Diagnostic::error("metadata.name", format!("{name:?} is not a valid name"))
                 .with_fix("use lowercase alphanumerics, '-' and '.', at most 253 characters, starting and ending alphanumeric"),
         ),
-        Some(_) => {}
+        Some(Ok(_)) => {}
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -270,7 +417,12 @@ pub fn load_inventory(
     file: &str,
     bytes: &[u8],
 ) -> Result<Vec<crate::model::nodes::NodeInfo>, Vec<Diagnostic>> {
-    let documents = parse_documents(file, bytes).map_err(|d| vec![d])?;
+    let documents = parse(
+        file,
+        bytes,
+        "list the nodes: apiVersion: kelvin.dev/v1alpha1, kind: Inventory, nodes: [{name: gpu-00001, labels: {...}}], or save `kubectl get nodes -o yaml`",
+    )
+    .map_err(|d| vec![d])?;
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     for document in documents {
@@ -414,4 +566,55 @@ fn node_list(value: &Value) -> Vec<crate::model::nodes::NodeInfo> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_without_aliases_are_read() {
+        // More YAML nodes than serde-saphyr's default budget (250,000), as a large inventory has.
+        let text = format!("items: [{}]\n", vec!["1"; 260_000].join(","));
+        let documents = parse_documents("big.yaml", text.as_bytes()).unwrap();
+        assert_eq!(
+            documents[0].value["items"].as_array().map(Vec::len),
+            Some(260_000)
+        );
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (anchor, alias) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            text.push_str(&format!(
+                "{anchor}: &{anchor} [{}]\n",
+                vec![format!("*{alias}"); 9].join(", ")
+            ));
+        }
+        let error = parse_documents("bomb.yaml", text.as_bytes()).unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("YAML aliases expand to more than"),
+            "{error}"
+        );
+        assert!(
+            error
+                .fix
+                .as_deref()
+                .is_some_and(|fix| fix.contains("alias bomb")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_few_aliases_are_fine() {
+        let text = "sel: &sel {matchLabels: {sku: a}}\none: *sel\ntwo: *sel\n";
+        let documents = parse_documents("aliases.yaml", text.as_bytes()).unwrap();
+        assert_eq!(documents[0].value["two"]["matchLabels"]["sku"], "a");
+    }
 }

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use granit_parser::{Event, Parser};
+use granit_parser::{Event, Parser, ScalarStyle};
 
 /// Field path -> (line, column), both 1-based, for one document of a YAML stream.
 #[derive(Debug, Default)]
 pub struct PathIndex {
     positions: HashMap<String, (usize, usize)>,
+    /// Where the key of a mapping entry starts, by the entry's path.
+    keys: HashMap<String, (usize, usize)>,
 }
 
 enum Frame {
@@ -55,18 +57,37 @@ impl PathIndex {
                 Event::MappingEnd | Event::SequenceEnd => {
                     stack.pop();
                 }
-                Event::Scalar(value, ..) => {
+                Event::Scalar(value, style, _, tag) => {
                     if let Some(Frame::Mapping {
-                        key: key @ None, ..
+                        path,
+                        key: key @ None,
                     }) = stack.last_mut()
                     {
-                        *key = Some(value.into_owned());
-                    } else {
-                        if stack.is_empty()
-                            && !matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
-                        {
-                            has_root = true;
+                        if record {
+                            let entry = if path.is_empty() {
+                                value.to_string()
+                            } else {
+                                format!("{path}.{value}")
+                            };
+                            index.keys.entry(entry).or_insert(position);
                         }
+                        *key = Some(value.into_owned());
+                    } else if stack.is_empty() {
+                        // A null document is skipped by the loader: neither counted nor indexed.
+                        let null = match &tag {
+                            Some(tag) => {
+                                tag.handle() == "tag:yaml.org,2002:" && tag.suffix() == "null"
+                            }
+                            None => {
+                                style == ScalarStyle::Plain
+                                    && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                            }
+                        };
+                        if !null {
+                            has_root = true;
+                            index.enter_value(&mut stack, position, record);
+                        }
+                    } else {
                         index.enter_value(&mut stack, position, record);
                     }
                 }
@@ -108,6 +129,12 @@ impl PathIndex {
         path
     }
 
+    /// Position of the key of the mapping entry at `path` (for an unknown field, the key is
+    /// what is wrong), or None when `path` is not a mapping entry of the document.
+    pub fn find_key(&self, path: &str) -> Option<(usize, usize)> {
+        self.keys.get(path).copied()
+    }
+
     /// Position of `path`, or of its closest indexed ancestor (a missing field points at its parent).
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut candidate = path;
@@ -145,6 +172,25 @@ spec:
         assert_eq!(index.find("spec.pools[0]"), Some((4, 5)));
         // A missing field points at its parent.
         assert_eq!(index.find("spec.pools[1].missing"), Some((6, 5)));
+    }
+
+    #[test]
+    fn skips_null_documents() {
+        let index = PathIndex::build("---\n---\n~\n---\napiVersion: v1\n", 0);
+        assert_eq!(index.find(""), Some((5, 1)));
+        assert_eq!(index.find("apiVersion"), Some((5, 13)));
+    }
+
+    #[test]
+    fn finds_keys() {
+        let index = PathIndex::build(TEXT, 0);
+        assert_eq!(index.find_key("spec.pools[1].fabric"), Some((7, 5)));
+        assert_eq!(index.find_key("apiVersion"), Some((1, 1)));
+        assert_eq!(index.find_key("spec.pools[1]"), None);
+        assert_eq!(
+            PathIndex::build(TEXT, 1).find_key("spec.other"),
+            Some((10, 3))
+        );
     }
 
     #[test]

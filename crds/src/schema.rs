@@ -63,13 +63,7 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Diagnostic>
         return;
     };
     if !type_matches(expected, value) {
-        errors.push(Diagnostic::error(
-            path,
-            format!(
-                "Invalid value: {}: must be of type {expected}",
-                describe(value)
-            ),
-        ));
+        errors.push(type_error(schema, expected, value, path));
         return;
     }
     check_enum(schema, value, path, errors);
@@ -97,6 +91,44 @@ fn type_matches(expected: &str, value: &Value) -> bool {
         }
         "number" => value.is_number(),
         _ => true,
+    }
+}
+
+/// The error for a value of the wrong type. A whole number too large for 64 bits reaches here as
+/// a float (`99999999999999999999999` reads as `1e+23`): say that it overflows, and the range.
+fn type_error(
+    schema: &Map<String, Value>,
+    expected: &str,
+    value: &Value,
+    path: &str,
+) -> Diagnostic {
+    let range = match (
+        schema.get("minimum").and_then(Value::as_f64),
+        schema.get("maximum").and_then(Value::as_f64),
+    ) {
+        (Some(min), Some(max)) => format!("a whole number from {} to {}", trim(min), trim(max)),
+        (Some(min), None) => format!("a whole number of at least {}", trim(min)),
+        (None, Some(max)) => format!("a whole number of at most {}", trim(max)),
+        (None, None) => "a whole number".to_owned(),
+    };
+    match value.as_f64() {
+        Some(number) if expected == "integer" && number.fract() == 0.0 => Diagnostic::error(
+            path,
+            format!("Invalid value: {value}: the number overflows a 64-bit integer"),
+        )
+        .with_fix(format!("use {range}")),
+        Some(_) if expected == "integer" => Diagnostic::error(
+            path,
+            format!("Invalid value: {value}: must be of type integer"),
+        )
+        .with_fix(format!("use {range}")),
+        _ => Diagnostic::error(
+            path,
+            format!(
+                "Invalid value: {}: must be of type {expected}",
+                describe(value)
+            ),
+        ),
     }
 }
 
@@ -411,6 +443,20 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "cuont");
         assert_eq!(found[0].fix.as_deref(), Some("did you mean \"count\"?"));
+    }
+
+    #[test]
+    fn says_when_a_whole_number_overflows() {
+        let found = validate(&schema(), &json!({"name": "ab", "count": 1e23}));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].message,
+            "Invalid value: 1e+23: the number overflows a 64-bit integer"
+        );
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("use a whole number from 1 to 10")
+        );
     }
 
     #[test]

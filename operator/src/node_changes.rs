@@ -2,8 +2,14 @@
 //! there, summarized per pool. Labels are never disruptive and go to every node at once; new
 //! taints that repel pods go to at most `maxUnavailable` nodes of a pool per plan, after the
 //! nodes cooling takes out of service.
+//!
+//! Built for 70,000 nodes: label keys and the values nodes share (pool, fabric, zone, leaf
+//! group) are allocated once and shared, and no per-node desired map is kept.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use kelvin_crds::{
     model::{
@@ -12,7 +18,7 @@ use kelvin_crds::{
     },
     v1alpha1::{DevicePluginManager, GpuClusterSpec, SharingStrategy, ZoneState},
 };
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{
     constants::{
@@ -22,16 +28,8 @@ use crate::{
     topology,
 };
 
-/// What Kelvin wants on one node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeDesired {
-    /// Index of the node's pool in the spec.
-    pub pool: usize,
-    /// Labels Kelvin sets.
-    pub labels: BTreeMap<String, String>,
-    /// Taints Kelvin sets (merged with the node's others).
-    pub taints: Vec<NodeTaint>,
-}
+/// A label as Kelvin writes it; keys and common values are shared between nodes.
+pub type Label = (Arc<str>, Arc<str>);
 
 /// The change to one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -42,12 +40,17 @@ pub struct NodeChange {
     /// Index of its pool in the spec.
     #[serde(skip)]
     pub pool: usize,
-    /// Labels added or changed.
-    pub set_labels: BTreeMap<String, String>,
+    /// Labels added or changed, by key.
+    #[serde(serialize_with = "labels_as_map")]
+    pub set_labels: Vec<Label>,
     /// Taints added.
     pub add_taints: Vec<NodeTaint>,
     /// Kelvin-owned taints removed.
     pub remove_taints: Vec<NodeTaint>,
+}
+
+fn labels_as_map<S: Serializer>(labels: &[Label], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
 }
 
 impl NodeChange {
@@ -61,87 +64,232 @@ impl NodeChange {
 pub struct NodeChanges {
     /// Changes to make now, in node order.
     pub changes: Vec<NodeChange>,
-    /// Per pool: nodes whose new taints wait for a later step (maxUnavailable).
+    /// Per pool: nodes whose new taints wait for a later step.
     pub deferred: Vec<u64>,
 }
 
-/// Desired state of each node (None for nodes in no pool, which Kelvin leaves alone).
-pub fn desired_nodes(
-    spec: &GpuClusterSpec,
-    analysis: &Analysis,
-    nodes: &[NodeInfo],
-) -> Vec<Option<NodeDesired>> {
-    let leaving: BTreeMap<usize, &'static str> = analysis
-        .zones
-        .iter()
-        .flat_map(|zone| {
-            let reason = if zone.state == ZoneState::Maintenance {
-                "cooling-maintenance"
-            } else {
-                "cooling-degraded"
-            };
-            zone.leaving.iter().map(move |node| (*node, reason))
-        })
-        .collect();
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(index, node)| {
-            let pool_index = analysis.placement.pool_of[index]?;
-            let pool = &spec.gpu_pools[pool_index];
-            let mut labels = BTreeMap::from([
-                (POOL_LABEL.to_owned(), pool.name.clone()),
-                (FABRIC_LABEL.to_owned(), pool.fabric.clone()),
-            ]);
-            labels.extend(pool.labels.clone());
-            if let Some(zone_index) = analysis.placement.zone_of[index] {
-                labels.insert(
-                    ZONE_LABEL.to_owned(),
-                    spec.cooling_zones[zone_index].name.clone(),
+/// Shares equal strings.
+#[derive(Default)]
+struct Interner(HashMap<String, Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, text: String) -> Arc<str> {
+        if let Some(shared) = self.0.get(&text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text.as_str());
+        self.0.insert(text, shared.clone());
+        shared
+    }
+}
+
+/// Computes what Kelvin wants on each node of one spec: the labels every node of a pool or
+/// zone shares are made once; per node only topology and out-of-service differ.
+pub struct NodePlanner<'a> {
+    spec: &'a GpuClusterSpec,
+    analysis: &'a Analysis,
+    strings: Interner,
+    pool_labels: Vec<Vec<Label>>,
+    pool_taints: Vec<Vec<NodeTaint>>,
+    zone_labels: Vec<Vec<Label>>,
+    leaving: HashMap<usize, &'static str>,
+    owned_taints: BTreeSet<String>,
+}
+
+impl<'a> NodePlanner<'a> {
+    /// Prepares the shared labels of `spec`'s pools and zones.
+    pub fn new(spec: &'a GpuClusterSpec, analysis: &'a Analysis) -> Self {
+        let mut strings = Interner::default();
+        let label = |strings: &mut Interner, key: &str, value: String| {
+            (strings.get(key.to_owned()), strings.get(value))
+        };
+        let pool_labels = spec
+            .gpu_pools
+            .iter()
+            .map(|pool| {
+                let mut labels = vec![
+                    label(&mut strings, POOL_LABEL, pool.name.clone()),
+                    label(&mut strings, FABRIC_LABEL, pool.fabric.clone()),
+                ];
+                labels.extend(
+                    pool.labels
+                        .iter()
+                        .map(|(k, v)| label(&mut strings, k, v.clone())),
                 );
-                if let Some(cap) = analysis.zones[zone_index].gpu_power_cap_watts {
-                    labels.insert(POWER_CAP_LABEL.to_owned(), cap.to_string());
+                if pool.device_plugin.managed_by == DevicePluginManager::GpuOperator {
+                    labels.push(label(
+                        &mut strings,
+                        GPU_OPERATOR_CONFIG_LABEL,
+                        pool.name.clone(),
+                    ));
+                }
+                if let (SharingStrategy::Mig, Some(profile)) =
+                    (pool.sharing.strategy, &pool.sharing.profile)
+                {
+                    labels.push(label(
+                        &mut strings,
+                        MIG_CONFIG_LABEL,
+                        format!("all-{profile}"),
+                    ));
+                }
+                labels
+            })
+            .collect();
+        let zone_labels = spec
+            .cooling_zones
+            .iter()
+            .zip(&analysis.zones)
+            .map(|(zone, plan)| {
+                let mut labels = vec![label(&mut strings, ZONE_LABEL, zone.name.clone())];
+                if let Some(cap) = plan.gpu_power_cap_watts {
+                    labels.push(label(&mut strings, POWER_CAP_LABEL, cap.to_string()));
+                }
+                labels
+            })
+            .collect();
+        let pool_taints = spec
+            .gpu_pools
+            .iter()
+            .map(|pool| {
+                pool.taints
+                    .iter()
+                    .map(|t| NodeTaint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.as_str().to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let leaving = analysis
+            .zones
+            .iter()
+            .flat_map(|zone| {
+                let reason = if zone.state == ZoneState::Maintenance {
+                    "cooling-maintenance"
+                } else {
+                    "cooling-degraded"
+                };
+                zone.leaving.iter().map(move |node| (*node, reason))
+            })
+            .collect();
+        Self {
+            spec,
+            analysis,
+            strings,
+            pool_labels,
+            pool_taints,
+            zone_labels,
+            leaving,
+            owned_taints: owned_taint_keys(spec),
+        }
+    }
+
+    /// Labels and taints Kelvin wants on node `index` (None when it is in no pool: Kelvin
+    /// leaves it alone).
+    pub fn desired(
+        &mut self,
+        index: usize,
+        node: &NodeInfo,
+    ) -> Option<(usize, Vec<Label>, Vec<NodeTaint>)> {
+        let pool_index = self
+            .analysis
+            .placement
+            .pool_of
+            .get(index)
+            .copied()
+            .flatten()?;
+        let pool = &self.spec.gpu_pools[pool_index];
+        let mut labels = self.pool_labels[pool_index].clone();
+        if let Some(zone) = self
+            .analysis
+            .placement
+            .zone_of
+            .get(index)
+            .copied()
+            .flatten()
+        {
+            labels.extend(self.zone_labels[zone].iter().cloned());
+        }
+        if let Some((fabric, Some(design))) = self
+            .spec
+            .fabrics
+            .iter()
+            .zip(&self.analysis.fabrics)
+            .find(|(f, _)| f.name == pool.fabric)
+        {
+            for (position, (key, value)) in topology::labels(node, pool, fabric, design)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                // The NVLink domain is nearly unique per node: sharing it would only cost.
+                let value = if position == 0 {
+                    Arc::from(value)
+                } else {
+                    self.strings.get(value)
+                };
+                labels.push((self.strings.get(key), value));
+            }
+        }
+        let mut taints = self.pool_taints[pool_index].clone();
+        if let Some(reason) = self.leaving.get(&index) {
+            taints.push(NodeTaint {
+                key: OUT_OF_SERVICE_TAINT.into(),
+                value: Some((*reason).into()),
+                effect: "NoExecute".into(),
+            });
+        }
+        Some((pool_index, labels, taints))
+    }
+
+    /// The change taking node `index` to its desired state; `budgets[pool]` is how many more
+    /// nodes of each pool may get new pod-repelling taints, and is spent. Out-of-service
+    /// taints are never held back here: cooling already spent the budget on them.
+    pub fn change(
+        &mut self,
+        index: usize,
+        node: &NodeInfo,
+        budgets: &mut [u64],
+    ) -> Option<(NodeChange, bool)> {
+        let (pool, labels, taints) = self.desired(index, node)?;
+        let mut set_labels: Vec<Label> = labels
+            .into_iter()
+            .filter(|(key, value)| node.labels.get(key.as_ref()).map(String::as_str) != Some(value))
+            .collect();
+        set_labels.sort();
+        let remove_taints: Vec<NodeTaint> = node
+            .taints
+            .iter()
+            .filter(|t| self.owned_taints.contains(&t.key) && !taints.contains(t))
+            .cloned()
+            .collect();
+        let mut add_taints: Vec<NodeTaint> = taints
+            .into_iter()
+            .filter(|t| !node.taints.contains(t))
+            .collect();
+        let out_of_service = add_taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT);
+        let mut deferred = false;
+        if add_taints.iter().any(repels_pods) && !out_of_service {
+            match budgets.get_mut(pool) {
+                Some(budget) if *budget > 0 => *budget -= 1,
+                _ => {
+                    add_taints.retain(|t| !repels_pods(t));
+                    deferred = true;
                 }
             }
-            if let Some((fabric, Some(design))) = spec
-                .fabrics
-                .iter()
-                .zip(&analysis.fabrics)
-                .find(|(f, _)| f.name == pool.fabric)
-            {
-                labels.extend(topology::labels(node, pool, fabric, design).unwrap_or_default());
-            }
-            if pool.device_plugin.managed_by == DevicePluginManager::GpuOperator {
-                labels.insert(GPU_OPERATOR_CONFIG_LABEL.to_owned(), pool.name.clone());
-            }
-            if pool.sharing.strategy == SharingStrategy::Mig
-                && let Some(profile) = &pool.sharing.profile
-            {
-                labels.insert(MIG_CONFIG_LABEL.to_owned(), format!("all-{profile}"));
-            }
-            let mut taints: Vec<NodeTaint> = pool
-                .taints
-                .iter()
-                .map(|t| NodeTaint {
-                    key: t.key.clone(),
-                    value: t.value.clone(),
-                    effect: t.effect.as_str().to_owned(),
-                })
-                .collect();
-            if let Some(reason) = leaving.get(&index) {
-                taints.push(NodeTaint {
-                    key: OUT_OF_SERVICE_TAINT.into(),
-                    value: Some((*reason).into()),
-                    effect: "NoExecute".into(),
-                });
-            }
-            Some(NodeDesired {
-                pool: pool_index,
-                labels,
-                taints,
-            })
-        })
-        .collect()
+        }
+        Some((
+            NodeChange {
+                node: node.name.clone(),
+                pool,
+                set_labels,
+                add_taints,
+                remove_taints,
+            },
+            deferred,
+        ))
+    }
 }
 
 /// Taint keys Kelvin owns under this spec: it may remove them from nodes.
@@ -159,59 +307,31 @@ fn repels_pods(taint: &NodeTaint) -> bool {
     taint.effect == "NoSchedule" || taint.effect == "NoExecute"
 }
 
-/// The changes from `nodes` to `desired`. `budgets[pool]` is how many nodes of each pool may
-/// get new pod-repelling taints; out-of-service taints are never held back here, because
-/// cooling already spent the budget on them.
-pub fn diff(
+/// Every node's change, with `budgets[pool]` nodes per pool allowed new pod-repelling taints.
+pub fn plan_nodes(
     spec: &GpuClusterSpec,
+    analysis: &Analysis,
     nodes: &[NodeInfo],
-    desired: &[Option<NodeDesired>],
     budgets: &[u64],
 ) -> NodeChanges {
-    let owned = owned_taint_keys(spec);
+    let mut planner = NodePlanner::new(spec, analysis);
     let mut remaining = budgets.to_vec();
-    let mut deferred = vec![0u64; spec.gpu_pools.len()];
-    let mut changes = Vec::new();
-    for (node, want) in nodes.iter().zip(desired) {
-        let Some(want) = want else { continue };
-        let pool = want.pool;
-        let mut change = NodeChange {
-            node: node.name.clone(),
-            pool,
-            ..NodeChange::default()
+    let mut result = NodeChanges {
+        changes: Vec::new(),
+        deferred: vec![0; spec.gpu_pools.len()],
+    };
+    for (index, node) in nodes.iter().enumerate() {
+        let Some((change, deferred)) = planner.change(index, node, &mut remaining) else {
+            continue;
         };
-        for (key, value) in &want.labels {
-            if node.labels.get(key) != Some(value) {
-                change.set_labels.insert(key.clone(), value.clone());
-            }
+        if deferred {
+            result.deferred[change.pool] += 1;
         }
-        let mut new_taints: Vec<NodeTaint> = want
-            .taints
-            .iter()
-            .filter(|t| !node.taints.contains(t))
-            .cloned()
-            .collect();
-        change.remove_taints = node
-            .taints
-            .iter()
-            .filter(|t| owned.contains(&t.key) && !want.taints.contains(t))
-            .cloned()
-            .collect();
-        let out_of_service = new_taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT);
-        if new_taints.iter().any(repels_pods) && !out_of_service {
-            if remaining[pool] > 0 {
-                remaining[pool] -= 1;
-            } else {
-                new_taints.retain(|t| !repels_pods(t));
-                deferred[pool] += 1;
-            }
-        }
-        change.add_taints = new_taints;
         if !change.is_empty() {
-            changes.push(change);
+            result.changes.push(change);
         }
     }
-    NodeChanges { changes, deferred }
+    result
 }
 
 /// One pool's node changes, counted (never one line per node).
@@ -234,43 +354,50 @@ pub fn summarize(
     nodes: &[NodeInfo],
     changes: &NodeChanges,
 ) -> Vec<PoolNodeChanges> {
-    let mut pools: Vec<PoolNodeChanges> = spec
-        .gpu_pools
-        .iter()
-        .zip(&changes.deferred)
-        .map(|(pool, deferred)| PoolNodeChanges {
-            pool: pool.name.clone(),
-            deferred: *deferred,
-            ..PoolNodeChanges::default()
-        })
-        .collect();
-    let by_name: BTreeMap<&str, &NodeInfo> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let by_name: HashMap<&str, &NodeInfo> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    // Count first, format once per distinct item.
+    let mut counts: Vec<HashMap<(&str, &str), u64>> = vec![HashMap::new(); spec.gpu_pools.len()];
+    let mut taint_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); spec.gpu_pools.len()];
+    let mut changed = vec![0u64; spec.gpu_pools.len()];
     for change in &changes.changes {
-        let summary = &mut pools[change.pool];
-        summary.nodes += 1;
+        changed[change.pool] += 1;
         let before = by_name.get(change.node.as_str());
-        for key in change.set_labels.keys() {
-            let verb = if before.is_some_and(|n| n.labels.contains_key(key)) {
+        for (key, _) in &change.set_labels {
+            let verb = if before.is_some_and(|n| n.labels.contains_key(key.as_ref())) {
                 "~label"
             } else {
                 "+label"
             };
-            *summary.items.entry(format!("{verb} {key}")).or_default() += 1;
+            *counts[change.pool].entry((verb, key.as_ref())).or_default() += 1;
         }
         for taint in &change.add_taints {
-            *summary
-                .items
+            *taint_counts[change.pool]
                 .entry(format!("+taint {}", taint_text(taint)))
                 .or_default() += 1;
         }
         for taint in &change.remove_taints {
-            *summary
-                .items
+            *taint_counts[change.pool]
                 .entry(format!("-taint {}", taint_text(taint)))
                 .or_default() += 1;
         }
     }
-    pools
+    spec.gpu_pools
+        .iter()
+        .enumerate()
+        .map(|(index, pool)| {
+            let mut items: BTreeMap<String, u64> = counts[index]
+                .iter()
+                .map(|((verb, key), count)| (format!("{verb} {key}"), *count))
+                .collect();
+            items.append(&mut taint_counts[index]);
+            PoolNodeChanges {
+                pool: pool.name.clone(),
+                nodes: changed[index],
+                items,
+                deferred: changes.deferred[index],
+            }
+        })
+        .collect()
 }
 
 /// `key=value:Effect`, as kubectl prints taints.

@@ -172,7 +172,6 @@ pub fn plan(
 }
 
 fn plan_nodes(cluster: &GpuCluster, analysis: &Analysis, nodes: &[NodeInfo]) -> NodeChanges {
-    let desired = node_changes::desired_nodes(&cluster.spec, analysis, nodes);
     // Cooling already took its nodes out of each pool's budget.
     let budgets: Vec<u64> = analysis
         .pools
@@ -188,7 +187,7 @@ fn plan_nodes(cluster: &GpuCluster, analysis: &Analysis, nodes: &[NodeInfo]) -> 
             pool.max_unavailable.saturating_sub(leaving)
         })
         .collect();
-    node_changes::diff(&cluster.spec, nodes, &desired, &budgets)
+    node_changes::plan_nodes(&cluster.spec, analysis, nodes, &budgets)
 }
 
 /// Add what is missing, change what differs in a field Kelvin sets, destroy what is no longer

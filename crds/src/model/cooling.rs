@@ -131,7 +131,11 @@ pub fn plan_zone(zone: &CoolingZone, loads: &[NodeLoad], budgets: &mut [u64]) ->
         };
         plan.gpu_power_cap_watts = Some(fitting.clamp(floor, tdp.max(floor)));
     }
-    let cap = plan.gpu_power_cap_watts.unwrap_or(floor);
+    // Degraded: nodes still in service run at the cap. Maintenance sets no cap: full power.
+    let cap = match zone.state {
+        ZoneState::Maintenance => u64::MAX,
+        _ => plan.gpu_power_cap_watts.unwrap_or(floor),
+    };
     let remaining: u64 = in_service.iter().map(|l| l.at_cap(cap)).sum();
     plan.deficit_kw = ((remaining as f64 - capacity_watts) / 1000.0).max(0.0);
     plan
@@ -202,6 +206,18 @@ mod tests {
         assert_eq!(plan.leaving, vec![9, 8, 7]);
         assert_eq!(plan.gpu_power_cap_watts, Some(200));
         assert!((plan.deficit_kw - 3.4).abs() < 1e-9, "{}", plan.deficit_kw);
+    }
+
+    #[test]
+    fn maintenance_counts_nodes_waiting_to_leave_at_full_power() {
+        // 4 nodes at 10.2 kW; only 1 may leave now: 3 still draw 30.6 kW with no cooling.
+        let plan = plan_zone(
+            &zone(ZoneState::Maintenance, 120.0, None),
+            &hgx(4),
+            &mut [1],
+        );
+        assert_eq!((plan.nodes_must_leave, plan.nodes_out_of_service), (4, 1));
+        assert!((plan.deficit_kw - 30.6).abs() < 1e-9, "{}", plan.deficit_kw);
     }
 
     #[test]

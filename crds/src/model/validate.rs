@@ -11,7 +11,7 @@ use super::{
     devices,
     fabric::{self, FabricDesign, FabricError},
     fabric_path,
-    nodes::NodeInfo,
+    nodes::{NodeInfo, position},
     placement::{self, Placement},
     pool_path,
     power::{self, PowerReport},
@@ -103,14 +103,32 @@ pub fn analyze(spec: &GpuClusterSpec, nodes: &[NodeInfo]) -> Analysis {
     }
 }
 
+/// Megawatts with enough decimals to see the difference at this scale (kW for small sites).
+fn mw(value: f64) -> String {
+    if value.abs() < 10.0 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// `value` rounded up at the precision [`mw`] prints, so a suggested budget really fits.
+fn mw_up(value: f64) -> String {
+    if value.abs() < 10.0 {
+        mw((value * 1000.0).ceil() / 1000.0)
+    } else {
+        mw((value * 100.0).ceil() / 100.0)
+    }
+}
+
 fn check_power(spec: &GpuClusterSpec, power: &PowerReport, out: &mut Vec<Diagnostic>) {
     if power.within_budget() {
         return;
     }
     let over = power.facility_mw - power.budget_mw;
     let mut fix = format!(
-        "raise spec.site.powerBudgetMW to at least {:.1}",
-        power.facility_mw
+        "raise spec.site.powerBudgetMW to at least {}",
+        mw_up(power.facility_mw)
     );
     if let Some((index, pool)) = spec
         .gpu_pools
@@ -133,8 +151,12 @@ fn check_power(spec: &GpuClusterSpec, power: &PowerReport, out: &mut Vec<Diagnos
         Diagnostic::error(
             "spec.site.powerBudgetMW",
             format!(
-                "facility load {:.2} MW (IT {:.2} MW x PUE {}) exceeds the budget of {} MW by {:.2} MW",
-                power.facility_mw, power.it_mw, spec.site.pue, power.budget_mw, over
+                "facility load {} MW (IT {} MW x PUE {}) exceeds the budget of {} MW by {} MW",
+                mw(power.facility_mw),
+                mw(power.it_mw),
+                spec.site.pue,
+                mw(power.budget_mw),
+                mw(over)
             ),
         )
         .with_fix(fix),
@@ -418,8 +440,12 @@ fn plan_cooling(
         .enumerate()
         .zip(loads_by_zone)
         .map(|((index, zone), mut loads)| {
-            // Nodes leave from the highest position down: a stable, explainable order.
-            loads.sort_by(|a, b| nodes[a.node].name.cmp(&nodes[b.node].name));
+            // Nodes leave from the highest position down (then by name): stable and explainable.
+            loads.sort_by_cached_key(|load| {
+                let node = &nodes[load.node];
+                let fabric = spec.fabrics.iter().find(|f| f.name == spec.gpu_pools[load.pool].fabric);
+                (fabric.and_then(|f| position(node, f)), node.name.clone())
+            });
             let plan = cooling::plan_zone(zone, &loads, &mut budgets);
             let path = zone_path(index);
             match zone.state {

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.switchRadix % 2 == 0")
         .message("switchRadix must be even: a switch uses half its ports down and half up")
         .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.type != 'Ethernet' || !has(self.rdma)")
+        .message("rdma needs an RDMA-capable fabric: use type InfiniBand or RoCE, or remove rdma")
+        .reason(Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Fabric {

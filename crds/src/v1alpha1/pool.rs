@@ -66,7 +66,10 @@ pub struct GpuPool {
 
     /// Most nodes of the pool Kelvin may disrupt (taint out of service) at once: a count or a
     /// percentage of the pool's nodes, rounded down but at least 1.
-    #[serde(default = "default_max_unavailable")]
+    #[serde(
+        default = "default_max_unavailable",
+        deserialize_with = "max_unavailable_or_default"
+    )]
     #[x_kube(validation = Rule::new("string(self).matches('^([1-9][0-9]*|(100|[1-9][0-9]?)%)$')")
         .message("maxUnavailable must be a count of at least 1 or a percentage from 1% to 100%")
         .reason(Reason::FieldValueInvalid))]
@@ -75,6 +78,13 @@ pub struct GpuPool {
 
 fn default_max_unavailable() -> IntOrString {
     IntOrString::String("5%".into())
+}
+
+/// The schema lets `maxUnavailable: null` through (IntOrString is nullable); read it as unset.
+fn max_unavailable_or_default<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<IntOrString, D::Error> {
+    Ok(Option::<IntOrString>::deserialize(deserializer)?.unwrap_or_else(default_max_unavailable))
 }
 
 /// The accelerators in each node of a pool.
