@@ -64,6 +64,15 @@ fn inventory(nodes: &[nodes::NodeInfo]) -> String {
     out
 }
 
+/// CPU time this process has run, in ms (/proc/self/schedstat): unlike wall time, it does not
+/// grow when other work shares the machine.
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e6)
+}
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -88,6 +97,7 @@ fn measure(size: u64, source: &str) {
         inventory(&nodes::simulate(&clusters.remove(0).0.spec))
     });
     let start = Instant::now();
+    let cpu_start = cpu_ms();
     let (mut clusters, diagnostics) = load::load_gpu_clusters("bench.yaml", text.as_bytes());
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let cluster = clusters.remove(0).0;
@@ -98,11 +108,13 @@ fn measure(size: u64, source: &str) {
     let planned = plan(&cluster, &nodes, &ObservedObjects::default()).unwrap();
     let json = serde_json::to_string(&planned.plan).unwrap();
     let elapsed = start.elapsed();
+    let cpu = cpu_ms() - cpu_start;
     assert!(planned.plan.valid, "{:?}", planned.plan.errors);
     assert_eq!(planned.node_changes.changes.len() as u64, size);
     println!(
-        "{source:>9} {size:>7} nodes  {:>8.1} ms  peak {:>7.1} MiB  ({} objects, {} KiB of JSON)",
+        "{source:>9} {size:>7} nodes  wall {:>7.1} ms  cpu {:>7.1} ms  peak {:>6.1} MiB  ({} objects, {} KiB of JSON)",
         elapsed.as_secs_f64() * 1000.0,
+        cpu,
         peak_rss_mib(),
         planned.manifests.len(),
         json.len() / 1024

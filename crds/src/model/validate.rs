@@ -217,7 +217,26 @@ fn check_fabrics(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) -> Vec<Option
 }
 
 fn check_devices(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
+    use crate::v1alpha1::Vendor;
     for (index, pool) in spec.gpu_pools.iter().enumerate() {
+        // What each vendor's device plugin can share (Kelvin configures only these).
+        let supported: &[SharingStrategy] = match pool.accelerator.vendor {
+            Vendor::Nvidia | Vendor::Custom => &[],
+            Vendor::Amd => &[SharingStrategy::Exclusive],
+            Vendor::Intel => &[SharingStrategy::Exclusive, SharingStrategy::TimeSlicing],
+        };
+        if !supported.is_empty() && !supported.contains(&pool.sharing.strategy) {
+            out.push(
+                Diagnostic::error(
+                    format!("{}.sharing.strategy", pool_path(index)),
+                    format!(
+                        "the {:?} device plugin cannot share GPUs with {:?}",
+                        pool.accelerator.vendor, pool.sharing.strategy
+                    ),
+                )
+                .with_fix(format!("use one of {supported:?}")),
+            );
+        }
         if pool.sharing.strategy != SharingStrategy::Mig {
             continue;
         }
@@ -520,6 +539,99 @@ fn check_unzoned(spec: &GpuClusterSpec, placement: &Placement, out: &mut Vec<Dia
                 ),
             )
             .with_fix("add a cooling zone whose nodeSelector matches them"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load;
+
+    fn small_with(find: &str, replace: &str) -> GpuClusterSpec {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/small/cluster.yaml"
+        ))
+        .unwrap();
+        assert_eq!(text.matches(find).count(), 1, "{find}");
+        let (mut clusters, diagnostics) =
+            load::load_gpu_clusters("small.yaml", text.replace(find, replace).as_bytes());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        clusters.remove(0).0.spec
+    }
+
+    fn errors(spec: &GpuClusterSpec) -> Vec<String> {
+        let nodes = crate::model::nodes::simulate(spec);
+        analyze(spec, &nodes)
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn the_small_example_has_no_errors() {
+        assert_eq!(
+            errors(&small_with("pue: 1.5", "pue: 1.5")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn amd_pools_cannot_time_slice() {
+        let spec = small_with(
+            "      vendor: nvidia\n      model: L40S-48GB",
+            "      vendor: amd\n      model: MI210",
+        );
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.gpuPools[1].sharing.strategy: the Amd device plugin cannot share GPUs with TimeSlicing"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tenant_quota_larger_than_its_pool_is_an_error() {
+        let spec = small_with("gpuQuota: {a100-mig: 32}", "gpuQuota: {a100-mig: 33}");
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.scheduling.tenants[0].gpuQuota.a100-mig: quota of 33 GPUs exceeds the 32 GPUs pool a100-mig holds (4 nodes x 8)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_namespace_belongs_to_one_tenant() {
+        let spec = small_with("namespaces: [ci, ci-nightly]", "namespaces: [ci, research]");
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.scheduling.tenants[1].namespaces[1]: namespace \"research\" already belongs to tenant research"
+            ]
+        );
+    }
+
+    #[test]
+    fn nvlink_domains_span_whole_nodes() {
+        let spec = small_with("    nvlinkDomainSize: 4\n", "    nvlinkDomainSize: 6\n");
+        assert_eq!(errors(&spec).len(), 1);
+        assert!(errors(&spec)[0].starts_with(
+            "spec.fabrics[1].nvlinkDomainSize: an NVLink domain spans whole nodes, but 6 GPUs"
+        ));
+    }
+
+    #[test]
+    fn an_overloaded_normal_zone_is_an_error() {
+        let spec = small_with("capacityKW: 60 ", "capacityKW: 30 ");
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.coolingZones[0].capacityKW: heat load 36.4 kW of 8 nodes exceeds the zone's 30.0 kW by 6.4 kW"
+            ]
         );
     }
 }
