@@ -447,6 +447,10 @@ run_fake_nodes() {
 }
 
 cmd_nodes() {
+  if [[ " $* " == *" --help "* || " $* " == *" -h "* || $# -eq 0 ]]; then
+    run_fake_nodes "$@"
+    return
+  fi
   [[ -f "$dir/kubeconfig" ]] || die "no cluster in $dir"
   KUBECONFIG="$dir/kubeconfig" run_fake_nodes "$@"
 }
