@@ -6,5 +6,6 @@ pub mod diagnostics;
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod names;
 pub mod schema;
 pub mod v1alpha1;

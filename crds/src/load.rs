@@ -359,7 +359,7 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
             }),
         ),
         None => errors.push(Diagnostic::error("metadata.name", "Required value").with_fix("name the site, e.g. metadata: {name: cortex}")),
-        Some(Ok(name)) if !is_dns_subdomain(name) => errors.push(
+        Some(Ok(name)) if !crate::names::is_dns_subdomain(name) => errors.push(
             Diagnostic::error("metadata.name", format!("{name:?} is not a valid name"))
                 .with_fix("use lowercase alphanumerics, '-' and '.', at most 253 characters, starting and ending alphanumeric"),
         ),
@@ -395,19 +395,6 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
         return Err(errors);
     }
     Ok(cluster)
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
 }
 
 /// Reads a node inventory: a Kelvin `Inventory` (`apiVersion: kelvin.dev/v1alpha1`,

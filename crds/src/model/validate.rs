@@ -357,10 +357,10 @@ fn check_selectors_and_labels(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) 
                     )
                     .with_fix("use another prefix"),
                 );
-            } else if !is_label_key(key) {
+            } else if !crate::names::is_label_key(key) {
                 out.push(Diagnostic::error(&at, "not a valid label key").with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain"));
             }
-            if !is_label_value(value) {
+            if !crate::names::is_label_value(value) {
                 out.push(Diagnostic::error(&at, format!("{value:?} is not a valid label value")).with_fix("use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"));
             }
         }
@@ -371,36 +371,6 @@ fn check_selectors_and_labels(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) 
             &format!("{}.nodeSelector", zone_path(index)),
         ));
     }
-}
-
-fn is_label_value(value: &str) -> bool {
-    value.is_empty()
-        || (value.len() <= 63
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && value.ends_with(|c: char| c.is_ascii_alphanumeric())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-}
-
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            })
-    });
-    prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
 fn pool_reports(

@@ -3,15 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    api::{
-        apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
-        core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource,
-            PodSpec, PodTemplateSpec, SecurityContext, Toleration, Volume, VolumeMount,
-        },
-    },
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
+    core::v1::{Capabilities, ConfigMap, SecurityContext, Toleration},
 };
 use kelvin_crds::{
     model::devices,
@@ -19,8 +13,8 @@ use kelvin_crds::{
 };
 use serde_json::json;
 
-use super::Owner;
-use crate::constants::{NAME_LABEL, NAMESPACE, OUT_OF_SERVICE_TAINT, POOL_LABEL};
+use super::{Owner, node_agent::NodeAgent};
+use crate::constants::{NAMESPACE, OUT_OF_SERVICE_TAINT, POOL_LABEL};
 
 pub(super) struct Built {
     pub config_maps: Vec<ConfigMap>,
@@ -36,7 +30,6 @@ pub fn plugin_name(pool: &str) -> String {
 pub const GPU_OPERATOR_CONFIG_MAP: &str = "kelvin-device-plugin-configs";
 
 const CONFIG_DIR: &str = "/etc/kelvin/device-plugin";
-const KUBELET_PLUGINS: &str = "/var/lib/kubelet/device-plugins";
 
 pub(super) fn build(spec: &GpuClusterSpec, owner: &Owner) -> Built {
     let mut built = Built {
@@ -146,93 +139,32 @@ pub(super) fn agent_tolerations<'a>(pools: impl Iterator<Item = &'a GpuPool>) ->
 }
 
 fn daemon_set(pool: &GpuPool, name: &str, image: &str, owner: &Owner) -> DaemonSet {
-    let selector_labels = BTreeMap::from([
-        (NAME_LABEL.to_owned(), "kelvin-device-plugin".to_owned()),
-        (POOL_LABEL.to_owned(), pool.name.clone()),
-    ]);
-    let mut pod_labels = owner.labels();
-    pod_labels.extend(selector_labels.clone());
-    let mut metadata = owner.meta(name, Some(NAMESPACE));
-    if let Some(labels) = metadata.labels.as_mut() {
-        labels.extend(selector_labels.clone());
-    }
-    DaemonSet {
-        metadata,
-        spec: Some(DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(selector_labels),
-                match_expressions: None,
-            },
-            // A plugin restart briefly hides a node's GPUs: roll at the pool's disruption budget.
-            update_strategy: Some(DaemonSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDaemonSet {
-                    max_unavailable: Some(pool.max_unavailable.clone()),
-                    max_surge: None,
-                }),
+    NodeAgent {
+        name: name.to_owned(),
+        app: "kelvin-device-plugin",
+        pinned_to: (POOL_LABEL, pool.name.clone()),
+        tolerations: agent_tolerations(std::iter::once(pool)),
+        container: "device-plugin",
+        image: image.to_owned(),
+        args: args(pool),
+        security_context: SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    node_selector: Some(BTreeMap::from([(
-                        POOL_LABEL.to_owned(),
-                        pool.name.clone(),
-                    )])),
-                    tolerations: Some(agent_tolerations(std::iter::once(pool))),
-                    priority_class_name: Some("system-node-critical".into()),
-                    containers: vec![Container {
-                        name: "device-plugin".into(),
-                        image: Some(image.to_owned()),
-                        args: Some(args(pool)).filter(|a| !a.is_empty()),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            capabilities: Some(Capabilities {
-                                drop: Some(vec!["ALL".into()]),
-                                add: None,
-                            }),
-                            ..SecurityContext::default()
-                        }),
-                        volume_mounts: Some(vec![
-                            VolumeMount {
-                                name: "device-plugins".into(),
-                                mount_path: KUBELET_PLUGINS.into(),
-                                ..VolumeMount::default()
-                            },
-                            VolumeMount {
-                                name: "config".into(),
-                                mount_path: CONFIG_DIR.into(),
-                                read_only: Some(true),
-                                ..VolumeMount::default()
-                            },
-                        ]),
-                        ..Container::default()
-                    }],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "device-plugins".into(),
-                            host_path: Some(HostPathVolumeSource {
-                                path: KUBELET_PLUGINS.into(),
-                                type_: None,
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.to_owned(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DaemonSetSpec::default()
+            ..SecurityContext::default()
+        },
+        config_dir: CONFIG_DIR,
+        host_network: false,
+        // A plugin restart briefly hides a node's GPUs: roll at the pool's disruption budget.
+        update_strategy: Some(DaemonSetUpdateStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable: Some(pool.max_unavailable.clone()),
+                max_surge: None,
+            }),
         }),
-        ..DaemonSet::default()
     }
+    .daemon_set(owner)
 }

@@ -5,6 +5,7 @@
 
 mod device_plugins;
 mod kueue;
+mod node_agent;
 mod rdma;
 mod scheduling;
 mod volcano;

@@ -3,21 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    api::{
-        apps::v1::{DaemonSet, DaemonSetSpec},
-        core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource, PodSpec,
-            PodTemplateSpec, SecurityContext, Volume, VolumeMount,
-        },
-    },
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+use k8s_openapi::api::{
+    apps::v1::DaemonSet,
+    core::v1::{ConfigMap, SecurityContext},
 };
 use kelvin_crds::{model::devices::images, v1alpha1::GpuClusterSpec};
 use serde_json::json;
 
-use super::{Owner, device_plugins::agent_tolerations};
-use crate::constants::{FABRIC_LABEL, NAME_LABEL, NAMESPACE};
+use super::{Owner, device_plugins::agent_tolerations, node_agent::NodeAgent};
+use crate::constants::{FABRIC_LABEL, NAMESPACE};
 
 pub(super) struct Built {
     pub config_maps: Vec<ConfigMap>,
@@ -58,97 +52,30 @@ pub(super) fn build(spec: &GpuClusterSpec, owner: &Owner) -> Built {
             )])),
             ..ConfigMap::default()
         });
-        let selector_labels = BTreeMap::from([
-            (
-                NAME_LABEL.to_owned(),
-                "kelvin-rdma-shared-device-plugin".to_owned(),
-            ),
-            (FABRIC_LABEL.to_owned(), fabric.name.clone()),
-        ]);
-        let mut pod_labels = owner.labels();
-        pod_labels.extend(selector_labels.clone());
-        let mut metadata = owner.meta(&name, Some(NAMESPACE));
-        if let Some(labels) = metadata.labels.as_mut() {
-            labels.extend(selector_labels.clone());
-        }
         let pools = spec.gpu_pools.iter().filter(|p| p.fabric == fabric.name);
-        built.daemon_sets.push(DaemonSet {
-            metadata,
-            spec: Some(DaemonSetSpec {
-                selector: LabelSelector {
-                    match_labels: Some(selector_labels),
-                    match_expressions: None,
+        built.daemon_sets.push(
+            NodeAgent {
+                name,
+                app: "kelvin-rdma-shared-device-plugin",
+                pinned_to: (FABRIC_LABEL, fabric.name.clone()),
+                tolerations: agent_tolerations(pools),
+                container: "rdma-shared-device-plugin",
+                image: rdma
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| images::RDMA_SHARED.to_owned()),
+                args: Vec::new(),
+                // The plugin opens the HCAs' character devices on the host.
+                security_context: SecurityContext {
+                    privileged: Some(true),
+                    ..SecurityContext::default()
                 },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(pod_labels),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(PodSpec {
-                        host_network: Some(true),
-                        node_selector: Some(BTreeMap::from([(
-                            FABRIC_LABEL.to_owned(),
-                            fabric.name.clone(),
-                        )])),
-                        tolerations: Some(agent_tolerations(pools)),
-                        priority_class_name: Some("system-node-critical".into()),
-                        containers: vec![Container {
-                            name: "rdma-shared-device-plugin".into(),
-                            image: Some(
-                                rdma.image
-                                    .clone()
-                                    .unwrap_or_else(|| images::RDMA_SHARED.to_owned()),
-                            ),
-                            // The plugin opens the HCAs' character devices on the host.
-                            security_context: Some(SecurityContext {
-                                privileged: Some(true),
-                                ..SecurityContext::default()
-                            }),
-                            volume_mounts: Some(vec![
-                                VolumeMount {
-                                    name: "device-plugins".into(),
-                                    mount_path: "/var/lib/kubelet/device-plugins".into(),
-                                    ..VolumeMount::default()
-                                },
-                                VolumeMount {
-                                    name: "config".into(),
-                                    mount_path: "/k8s-rdma-shared-dev-plugin".into(),
-                                    read_only: Some(true),
-                                    ..VolumeMount::default()
-                                },
-                            ]),
-                            ..Container::default()
-                        }],
-                        volumes: Some(vec![
-                            Volume {
-                                name: "device-plugins".into(),
-                                host_path: Some(HostPathVolumeSource {
-                                    path: "/var/lib/kubelet/device-plugins".into(),
-                                    type_: None,
-                                }),
-                                ..Volume::default()
-                            },
-                            Volume {
-                                name: "config".into(),
-                                config_map: Some(ConfigMapVolumeSource {
-                                    name: name.clone(),
-                                    items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
-                                        key: "config.json".into(),
-                                        path: "config.json".into(),
-                                        mode: None,
-                                    }]),
-                                    ..ConfigMapVolumeSource::default()
-                                }),
-                                ..Volume::default()
-                            },
-                        ]),
-                        ..PodSpec::default()
-                    }),
-                },
-                ..DaemonSetSpec::default()
-            }),
-            ..DaemonSet::default()
-        });
+                config_dir: "/k8s-rdma-shared-dev-plugin",
+                host_network: true,
+                update_strategy: None,
+            }
+            .daemon_set(owner),
+        );
     }
     built
 }
