@@ -7,7 +7,33 @@ use crate::v1alpha1::GpuCluster;
 
 /// Every CRD Kelvin owns.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![GpuCluster::crd()]
+    vec![without_unknown_formats(GpuCluster::crd())]
+}
+
+/// schemars marks unsigned integers `format: uint32`/`uint64`, which the API server does not
+/// know (it warns on every apply); the bounds are in minimum/maximum already, so drop them.
+fn without_unknown_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| f.starts_with("uint"))
+                {
+                    map.remove("format");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    strip(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// File name of a CRD's YAML in `crds/` and `charts/kelvin/crds/`.

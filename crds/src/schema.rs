@@ -43,11 +43,13 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Diagnostic>
         .and_then(Value::as_bool)
         == Some(true)
     {
-        if !(value.is_string() || value.as_i64().is_some()) {
-            errors.push(Diagnostic::error(
+        match value {
+            Value::String(text) => check_string(schema, text, path, errors),
+            _ if value.as_i64().is_some() => {}
+            _ => errors.push(Diagnostic::error(
                 path,
                 format!("Invalid value: {value}: must be an integer or a string"),
-            ));
+            )),
         }
         return;
     }
@@ -183,6 +185,14 @@ fn check_object(
     errors: &mut Vec<Diagnostic>,
 ) {
     let properties = schema.get("properties").and_then(Value::as_object);
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+        && object.len() as u64 > max
+    {
+        errors.push(Diagnostic::error(
+            path,
+            format!("Too many: {}: must have at most {max} items", object.len()),
+        ));
+    }
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for key in required.iter().filter_map(Value::as_str) {
             if !object.contains_key(key) {
@@ -435,6 +445,29 @@ mod tests {
                 "kind: Unsupported value: \"Water\": supported values: \"Liquid\", \"Air\"",
             ]
         );
+    }
+
+    #[test]
+    fn bounds_int_or_string_lengths_and_map_sizes() {
+        let schema = json!({"type": "object", "properties": {
+            "budget": {"x-kubernetes-int-or-string": true, "maxLength": 4},
+            "quota": {"type": "object", "maxProperties": 1, "additionalProperties": {"type": "integer"}}
+        }});
+        let found: Vec<String> = validate(
+            &schema,
+            &json!({"budget": "100.0%", "quota": {"a": 1, "b": 2}}),
+        )
+        .iter()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+        assert_eq!(
+            found,
+            [
+                "budget: Too long: may not be more than 4 bytes",
+                "quota: Too many: 2: must have at most 1 items"
+            ]
+        );
+        assert!(validate(&schema, &json!({"budget": 5})).is_empty());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct GpuPool {
         default = "default_max_unavailable",
         deserialize_with = "max_unavailable_or_default"
     )]
+    // Bounds the CEL rule's cost (the API server rejects unbounded strings); "100%" is 4.
+    #[schemars(extend("maxLength" = 4))]
     #[x_kube(validation = Rule::new("string(self).matches('^([1-9][0-9]*|(100|[1-9][0-9]?)%)$')")
         .message("maxUnavailable must be a count of at least 1 or a percentage from 1% to 100%")
         .reason(Reason::FieldValueInvalid))]

@@ -82,6 +82,8 @@ pub struct Tenant {
     /// Physical GPUs per pool (keys are spec.gpuPools names). Quotas on shared pools are
     /// multiplied by the pool's shares per GPU (TimeSlicing/MPS replicas, MIG instances).
     #[serde(default)]
+    // Bounds the cost of the CEL rule checking its keys (as spec.gpuPools' maxItems does).
+    #[schemars(extend("maxProperties" = 64))]
     pub gpu_quota: BTreeMap<String, u64>,
 }
 
