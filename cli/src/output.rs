@@ -148,15 +148,20 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
     out
 }
 
+/// Megawatts, with kilowatt precision for small sites.
+fn mw(value: f64) -> String {
+    number(value, if value.abs() < 10.0 { 3 } else { 2 })
+}
+
 fn power_table(plan: &Plan) -> String {
     let power = &plan.power;
     let mut table = table(&["POWER", "IT MW", "FACILITY MW", "BUDGET MW", "HEADROOM MW"]);
     table.add_row(vec![
         "site".to_owned(),
-        number(power.it_mw, 2),
-        number(power.facility_mw, 2),
-        number(power.budget_mw, 2),
-        number(power.headroom_mw, 2),
+        mw(power.it_mw),
+        mw(power.facility_mw),
+        mw(power.budget_mw),
+        mw(power.headroom_mw),
     ]);
     right(&mut table, 1);
     format!("{table}\n\n")
