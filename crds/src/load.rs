@@ -404,6 +404,14 @@ pub fn load_inventory(
     file: &str,
     bytes: &[u8],
 ) -> Result<Vec<crate::model::nodes::NodeInfo>, Vec<Diagnostic>> {
+    // Fast path: straight into typed nodes. Anything it does not take (a single Node document,
+    // a mistake) goes through the JSON path below, which explains what is wrong.
+    if let Some(nodes) = typed_inventory(bytes) {
+        return match duplicate_nodes(&nodes, file) {
+            errors if errors.is_empty() => Ok(nodes),
+            errors => Err(errors),
+        };
+    }
     let documents = parse(
         file,
         bytes,
@@ -438,18 +446,7 @@ pub fn load_inventory(
             }
         }
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for node in &nodes {
-        if !seen.insert(node.name.as_str()) {
-            errors.push(at(
-                Diagnostic::error("nodes", format!("node {:?} is listed twice", node.name))
-                    .with_fix("list each node once"),
-                file,
-                1,
-                1,
-            ));
-        }
-    }
+    errors.extend(duplicate_nodes(&nodes, file));
     if errors.is_empty() {
         Ok(nodes)
     } else {
@@ -496,18 +493,10 @@ fn inventory_nodes(value: &Value) -> Result<Vec<crate::model::nodes::NodeInfo>, 
 }
 
 fn node_list(value: &Value) -> Vec<crate::model::nodes::NodeInfo> {
-    use std::collections::BTreeMap;
-    let counts = |resources: Option<&Value>| -> BTreeMap<String, u64> {
+    let counts = |resources: Option<&Value>| {
         resources
             .and_then(Value::as_object)
-            .map(|map| {
-                map.iter()
-                    .filter(|(key, _)| key.contains('/'))
-                    .filter_map(|(key, quantity)| {
-                        Some((key.clone(), quantity.as_str()?.parse().ok()?))
-                    })
-                    .collect()
-            })
+            .map(|map| extended_counts(map.iter()))
             .unwrap_or_default()
     };
     value
@@ -603,5 +592,181 @@ mod tests {
         let text = "sel: &sel {matchLabels: {sku: a}}\none: *sel\ntwo: *sel\n";
         let documents = parse_documents("aliases.yaml", text.as_bytes()).unwrap();
         assert_eq!(documents[0].value["two"]["matchLabels"]["sku"], "a");
+    }
+}
+
+fn duplicate_nodes(nodes: &[crate::model::nodes::NodeInfo], file: &str) -> Vec<Diagnostic> {
+    let mut seen = std::collections::HashSet::new();
+    nodes
+        .iter()
+        .filter(|node| !seen.insert(node.name.as_str()))
+        .map(|node| {
+            at(
+                Diagnostic::error("nodes", format!("node {:?} is listed twice", node.name))
+                    .with_fix("list each node once"),
+                file,
+                1,
+                1,
+            )
+        })
+        .collect()
+}
+
+/// An inventory document as typed YAML: Kelvin's `Inventory` or a Kubernetes `List`/`NodeList`.
+#[derive(serde::Deserialize)]
+struct InventoryFile {
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    nodes: Option<Vec<crate::model::nodes::NodeInfo>>,
+    #[serde(default)]
+    items: Option<Vec<KubeNode>>,
+}
+
+/// The parts of a Kubernetes Node Kelvin reads.
+#[derive(serde::Deserialize)]
+struct KubeNode {
+    metadata: KubeNodeMeta,
+    #[serde(default)]
+    spec: KubeNodeSpec,
+    #[serde(default)]
+    status: KubeNodeStatus,
+}
+
+#[derive(serde::Deserialize)]
+struct KubeNodeMeta {
+    name: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct KubeNodeSpec {
+    #[serde(default)]
+    taints: Vec<KubeTaint>,
+}
+
+/// A Node's taint; unlike an inventory's, it may carry fields Kelvin ignores (`timeAdded`).
+#[derive(serde::Deserialize)]
+struct KubeTaint {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    effect: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct KubeNodeStatus {
+    #[serde(default)]
+    capacity: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
+    allocatable: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
+    conditions: Vec<KubeNodeCondition>,
+}
+
+#[derive(serde::Deserialize)]
+struct KubeNodeCondition {
+    #[serde(rename = "type")]
+    condition: String,
+    status: String,
+}
+
+/// Extended resources (`vendor/name`) as counts; CPU, memory and pods are not Kelvin's.
+fn extended_counts<'a>(
+    resources: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> std::collections::BTreeMap<String, u64> {
+    resources
+        .filter(|(key, _)| key.contains('/'))
+        .filter_map(|(key, quantity)| {
+            let count = match quantity {
+                Value::String(text) => text.parse().ok()?,
+                other => other.as_u64()?,
+            };
+            Some((key.clone(), count))
+        })
+        .collect()
+}
+
+fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::model::nodes::NodeInfo>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let documents: Vec<InventoryFile> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).ok()?;
+    if documents.is_empty() {
+        return None;
+    }
+    let mut nodes = Vec::new();
+    for document in documents {
+        match (document.kind.as_str(), document.nodes, document.items) {
+            ("Inventory", Some(found), None) if document.api_version == API_VERSION => {
+                nodes.extend(found)
+            }
+            ("List" | "NodeList", None, Some(items)) => {
+                nodes.extend(items.into_iter().map(|item| {
+                    crate::model::nodes::NodeInfo {
+                        name: item.metadata.name,
+                        labels: item.metadata.labels,
+                        taints: item
+                            .spec
+                            .taints
+                            .into_iter()
+                            .map(|t| crate::model::nodes::NodeTaint {
+                                key: t.key,
+                                value: t.value,
+                                effect: t.effect,
+                            })
+                            .collect(),
+                        capacity: extended_counts(item.status.capacity.iter()),
+                        allocatable: extended_counts(item.status.allocatable.iter()),
+                        ready: item
+                            .status
+                            .conditions
+                            .iter()
+                            .any(|c| c.condition == "Ready" && c.status == "True"),
+                    }
+                }))
+            }
+            _ => return None,
+        }
+    }
+    Some(nodes)
+}
+
+#[cfg(test)]
+mod inventory_tests {
+    use super::*;
+
+    const NODE: &str = r#"
+  metadata: {name: gpu-00007, labels: {kelvin.dev/sku: hgx-h100}}
+  spec:
+    taints: [{key: node.kubernetes.io/unreachable, effect: NoExecute, timeAdded: "2026-12-01T10:00:00Z"}]
+  status:
+    capacity: {cpu: "224", nvidia.com/gpu: "8"}
+    allocatable: {cpu: "220", nvidia.com/gpu: 8}
+    conditions: [{type: Ready, status: "True"}]
+"#;
+
+    #[test]
+    fn a_kubectl_node_list_and_single_node_documents_read_the_same() {
+        let list =
+            format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Node{NODE}");
+        let single = format!("apiVersion: v1\nkind: Node\n{}", NODE.replace("\n  ", "\n"));
+        // The list takes the typed path, the single Node the JSON one: same nodes.
+        assert!(typed_inventory(list.as_bytes()).is_some());
+        assert!(typed_inventory(single.as_bytes()).is_none());
+        let from_list = load_inventory("list.yaml", list.as_bytes()).unwrap();
+        let from_single = load_inventory("node.yaml", single.as_bytes()).unwrap();
+        assert_eq!(from_list, from_single);
+        let node = &from_list[0];
+        assert_eq!(node.name, "gpu-00007");
+        assert_eq!(node.capacity.get("nvidia.com/gpu"), Some(&8));
+        assert!(
+            !node.capacity.contains_key("cpu"),
+            "only extended resources"
+        );
+        assert_eq!(node.taints[0].key, "node.kubernetes.io/unreachable");
+        assert!(node.ready);
     }
 }
