@@ -42,6 +42,16 @@ pub fn plugin_image(pool: &GpuPool) -> Option<&str> {
     }
 }
 
+/// A100-80GB and H100-80GB split the same way.
+const PROFILES_80GB: &[(&str, u32)] = &[
+    ("1g.10gb", 7),
+    ("1g.20gb", 4),
+    ("2g.20gb", 3),
+    ("3g.40gb", 2),
+    ("4g.40gb", 1),
+    ("7g.80gb", 1),
+];
+
 /// MIG profiles of a GPU model: (profile, instances per GPU), from NVIDIA's MIG user guide
 /// ("Supported MIG Profiles").
 const MIG_PROFILES: &[(&str, &[(&str, u32)])] = &[
@@ -56,28 +66,8 @@ const MIG_PROFILES: &[(&str, &[(&str, u32)])] = &[
             ("7g.40gb", 1),
         ],
     ),
-    (
-        "A100-80GB",
-        &[
-            ("1g.10gb", 7),
-            ("1g.20gb", 4),
-            ("2g.20gb", 3),
-            ("3g.40gb", 2),
-            ("4g.40gb", 1),
-            ("7g.80gb", 1),
-        ],
-    ),
-    (
-        "H100-80GB",
-        &[
-            ("1g.10gb", 7),
-            ("1g.20gb", 4),
-            ("2g.20gb", 3),
-            ("3g.40gb", 2),
-            ("4g.40gb", 1),
-            ("7g.80gb", 1),
-        ],
-    ),
+    ("A100-80GB", PROFILES_80GB),
+    ("H100-80GB", PROFILES_80GB),
     (
         "H100-94GB",
         &[
