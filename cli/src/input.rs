@@ -1,6 +1,7 @@
 //! Reading spec files, directories and standard input, and the nodes to plan against.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     io::Read,
     path::{Path, PathBuf},
@@ -45,16 +46,17 @@ impl Loaded {
             .collect()
     }
 
-    /// The nodes to plan `cluster` against: the inventory, or simulated ones.
-    pub fn nodes_for(&self, cluster: &GpuCluster) -> Vec<NodeInfo> {
+    /// The nodes to plan `cluster` against: the inventory (borrowed, not copied), or
+    /// simulated ones.
+    pub fn nodes_for(&self, cluster: &GpuCluster) -> Cow<'_, [NodeInfo]> {
         match &self.inventory {
-            Some((_, nodes)) => nodes.clone(),
-            None => nodes::simulate(&cluster.spec),
+            Some((_, nodes)) => Cow::Borrowed(nodes),
+            None => Cow::Owned(nodes::simulate(&cluster.spec)),
         }
     }
 
     /// Where the nodes came from, for the plan's heading.
-    pub fn node_source(&self, _cluster: &GpuCluster) -> String {
+    pub fn node_source(&self) -> String {
         match &self.inventory {
             Some((file, nodes)) => format!(
                 "{} nodes from inventory {file}",

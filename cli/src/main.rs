@@ -181,7 +181,7 @@ fn plan_command(
         failed |= !planned.plan.valid;
         let summary = &planned.plan.summary;
         changes |= summary.add + summary.change + summary.destroy > 0;
-        plans.push((planned.plan, loaded.node_source(cluster)));
+        plans.push((planned.plan, loaded.node_source()));
     }
     match format {
         Format::Json => {

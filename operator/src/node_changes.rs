@@ -37,6 +37,9 @@ pub type Label = (Arc<str>, Arc<str>);
 pub struct NodeChange {
     /// Node name.
     pub node: String,
+    /// Index of the node in the planned node list.
+    #[serde(skip)]
+    pub index: usize,
     /// Index of its pool in the spec.
     #[serde(skip)]
     pub pool: usize,
@@ -282,6 +285,7 @@ impl<'a> NodePlanner<'a> {
         Some((
             NodeChange {
                 node: node.name.clone(),
+                index,
                 pool,
                 set_labels,
                 add_taints,
@@ -354,16 +358,15 @@ pub fn summarize(
     nodes: &[NodeInfo],
     changes: &NodeChanges,
 ) -> Vec<PoolNodeChanges> {
-    let by_name: HashMap<&str, &NodeInfo> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     // Count first, format once per distinct item.
     let mut counts: Vec<HashMap<(&str, &str), u64>> = vec![HashMap::new(); spec.gpu_pools.len()];
     let mut taint_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); spec.gpu_pools.len()];
     let mut changed = vec![0u64; spec.gpu_pools.len()];
     for change in &changes.changes {
         changed[change.pool] += 1;
-        let before = by_name.get(change.node.as_str());
+        let before = &nodes[change.index];
         for (key, _) in &change.set_labels {
-            let verb = if before.is_some_and(|n| n.labels.contains_key(key.as_ref())) {
+            let verb = if before.labels.contains_key(key.as_ref()) {
                 "~label"
             } else {
                 "+label"

@@ -2,7 +2,7 @@
 //! of nodes (from a cluster, an inventory, or simulated). All findings are reported, not only
 //! the first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -498,14 +498,13 @@ fn check_unzoned(spec: &GpuClusterSpec, placement: &Placement, out: &mut Vec<Dia
             *unzoned.entry(*pool).or_default() += 1;
         }
     }
-    let names: BTreeSet<usize> = unzoned.keys().copied().collect();
-    for pool in names {
+    for (pool, count) in unzoned {
         out.push(
             Diagnostic::warning(
                 pool_path(pool),
                 format!(
-                    "{} nodes of pool {} are in no cooling zone; their heat is not accounted for",
-                    unzoned[&pool], spec.gpu_pools[pool].name
+                    "{count} nodes of pool {} are in no cooling zone; their heat is not accounted for",
+                    spec.gpu_pools[pool].name
                 ),
             )
             .with_fix("add a cooling zone whose nodeSelector matches them"),
