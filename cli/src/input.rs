@@ -1,18 +1,18 @@
 //! Reading spec files, directories and standard input, and the nodes to plan against.
 
 use std::{
-    borrow::Cow,
     collections::HashMap,
     io::Read,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
+use kelvin_core::observed::{Observed, Timestamp, simulate};
 use kelvin_crds::{
     diagnostics::Diagnostic,
     load::{self, Origin},
     locate::PathIndex,
-    model::nodes::{self, NodeInfo},
+    node::NodeInfo,
     v1alpha1::GpuCluster,
 };
 
@@ -46,13 +46,14 @@ impl Loaded {
             .collect()
     }
 
-    /// The nodes to plan `cluster` against: the inventory (borrowed, not copied), or
-    /// simulated ones.
-    pub fn nodes_for(&self, cluster: &GpuCluster) -> Cow<'_, [NodeInfo]> {
-        match &self.inventory {
-            Some((_, nodes)) => Cow::Borrowed(nodes),
-            None => Cow::Owned(nodes::simulate(&cluster.spec)),
-        }
+    /// The snapshot to plan `cluster` against at `now`: the inventory's nodes, or simulated
+    /// ones. Offline there are no objects yet and every optional API counts as served.
+    pub fn observed_for(&self, cluster: &GpuCluster, now: Timestamp) -> Result<Observed> {
+        let nodes = match &self.inventory {
+            Some((_, nodes)) => nodes.clone(),
+            None => simulate(&cluster.spec),
+        };
+        Observed::new(nodes, now).context("reading the nodes")
     }
 
     /// Where the nodes came from, for the plan's heading.

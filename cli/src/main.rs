@@ -7,8 +7,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use kelvin_core::{observed::Timestamp, plan::plan};
 use kelvin_crds::diagnostics::Diagnostic;
-use kelvin_operator::plan::{ObservedObjects, plan};
 
 /// Infrastructure-as-code for AI supercomputers on Kubernetes.
 #[derive(Parser)]
@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check specs against the schema, CEL rules and physics; exit 1 when any is invalid.
+    /// Check specs against the schema, CEL rules and physics; exit 1 when any is invalid or a
+    /// node is matched by two pools or two cooling zones (Kelvin would leave it alone).
     Validate {
         #[command(flatten)]
         files: Files,
@@ -133,13 +134,22 @@ fn validate(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<Ex
     print_diagnostics(&loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     for (cluster, origin) in &loaded.clusters {
-        let nodes = loaded.nodes_for(cluster);
-        let analysis = kelvin_crds::model::analyze(&cluster.spec, &nodes);
+        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+        let analysis = kelvin_core::analyze(&cluster.spec, &observed);
         print_diagnostics(&loaded.locate(origin, &analysis.diagnostics));
+        print_diagnostics(&loaded.locate(origin, &analysis.node_conflicts));
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = analysis.diagnostics.len() - errors;
         let name = cluster.metadata.name.as_deref().unwrap_or_default();
-        if errors == 0 {
+        let left_alone = analysis.placement.left_alone.iter().filter(|l| **l).count();
+        if errors == 0 && left_alone > 0 {
+            failed = true;
+            println!(
+                "{}: GpuCluster {name} is valid, but {left_alone} node{} matched by two pools or zones would be left alone",
+                origin.file,
+                if left_alone == 1 { " is" } else { "s are" }
+            );
+        } else if errors == 0 {
             println!(
                 "{}: GpuCluster {name} is valid ({warnings} warning{})",
                 origin.file,
@@ -173,10 +183,11 @@ fn plan_command(
     let mut changes = false;
     let mut plans = Vec::new();
     for (cluster, origin) in &loaded.clusters {
-        let nodes = loaded.nodes_for(cluster);
-        let mut planned = plan(cluster, &nodes, &ObservedObjects::default()).context("planning")?;
+        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+        let mut planned = plan(cluster, &observed).context("planning")?;
         planned.plan.errors = loaded.locate(origin, &planned.plan.errors);
         planned.plan.warnings = loaded.locate(origin, &planned.plan.warnings);
+        planned.plan.nodes_left_alone = loaded.locate(origin, &planned.plan.nodes_left_alone);
         print_diagnostics(&planned.plan.errors);
         failed |= !planned.plan.valid;
         let summary = &planned.plan.summary;
@@ -185,8 +196,7 @@ fn plan_command(
     }
     match format {
         Format::Json => {
-            let documents: Vec<&kelvin_operator::plan::Plan> =
-                plans.iter().map(|(p, _)| p).collect();
+            let documents: Vec<&kelvin_core::plan::Plan> = plans.iter().map(|(p, _)| p).collect();
             let text = if documents.len() == 1 {
                 serde_json::to_string_pretty(documents[0])
             } else {
@@ -212,8 +222,8 @@ fn render(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<Exit
     print_diagnostics(&loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     for (cluster, origin) in &loaded.clusters {
-        let nodes = loaded.nodes_for(cluster);
-        let planned = plan(cluster, &nodes, &ObservedObjects::default()).context("planning")?;
+        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+        let planned = plan(cluster, &observed).context("planning")?;
         if !planned.plan.valid {
             print_diagnostics(&loaded.locate(origin, &planned.plan.errors));
             failed = true;

@@ -4,11 +4,11 @@
 use std::{fmt::Write as _, io::IsTerminal};
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use kelvin_core::plan::{Action, Plan};
 use kelvin_crds::{
     diagnostics::{Diagnostic, Severity},
     v1alpha1::ZoneState,
 };
-use kelvin_operator::plan::{Action, Plan};
 
 fn colour_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
@@ -106,10 +106,20 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
             if pool.deferred > 0 {
                 let _ = writeln!(
                     out,
-                    "      {} nodes wait for a later step before their new taints (maxUnavailable)",
+                    "      {} nodes wait for a later step before their disruptive changes (maxUnavailable)",
                     thousands(pool.deferred)
                 );
             }
+        }
+        out.push('\n');
+    }
+    if !plan.nodes_left_alone.is_empty() {
+        let _ = writeln!(
+            out,
+            "Nodes left alone (matched by two pools or two cooling zones):"
+        );
+        for conflict in &plan.nodes_left_alone {
+            let _ = writeln!(out, "  {conflict}");
         }
         out.push('\n');
     }
@@ -182,7 +192,7 @@ fn cooling_table(plan: &Plan) -> String {
         "OUT OF SERVICE",
         "DEFICIT kW",
     ]);
-    for zone in &plan.cooling_zones {
+    for (zone, leaving_now) in plan.cooling_zones.iter().zip(&plan.leaving_now) {
         let state = match zone.state {
             ZoneState::Normal => "Normal",
             ZoneState::Degraded => "Degraded",
@@ -190,9 +200,10 @@ fn cooling_table(plan: &Plan) -> String {
         };
         let out_of_service = if zone.nodes_must_leave > 0 {
             format!(
-                "{} of {}",
-                thousands(zone.nodes_out_of_service),
-                thousands(zone.nodes_must_leave)
+                "{} of {} ({} now)",
+                thousands(zone.out_of_service),
+                thousands(zone.nodes_must_leave),
+                thousands(*leaving_now)
             )
         } else {
             "-".to_owned()

@@ -771,7 +771,8 @@ fn node_matched_by_two_pools_is_named_with_both_pools() {
 }
 
 #[test]
-fn plan_names_the_errors_it_refuses_to_plan() {
+fn plan_leaves_a_node_of_two_pools_alone_and_plans_the_rest() {
+    // Node-scoped (DESIGN.md §3): one mislabelled node does not stop the others.
     let spec = shared_node_spec("shared-node-plan.yaml");
     let run = kelvin(&[
         OsStr::new("plan"),
@@ -780,10 +781,32 @@ fn plan_names_the_errors_it_refuses_to_plan() {
         spec.as_os_str(),
         OsStr::new("--inventory"),
         OsStr::new(SHARED_NODE_INVENTORY),
+        OsStr::new("-o"),
+        OsStr::new("json"),
     ]);
-    assert_rejected(&run);
-    assert_says(&run, &["dgx-03", "a100-mig", "l40s-shared"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let left_alone = plan["nodesLeftAlone"].to_string();
+    for needle in [
+        "dgx-03",
+        "a100-mig",
+        "l40s-shared",
+        "leaves such nodes untouched",
+    ] {
+        assert!(left_alone.contains(needle), "{needle}: {left_alone}");
+    }
+    // Its pools are planned without it: dgx-01, 02, 04 and l40s-01..03.
+    let changed: Vec<u64> = plan["nodeChanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nodes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(changed, [3, 3], "{run:?}");
+}
 
+#[test]
+fn plan_names_the_errors_it_refuses_to_plan() {
     let run = kelvin(&[
         OsStr::new("plan"),
         OsStr::new("--offline"),
@@ -932,7 +955,7 @@ fn degraded_zone_is_a_warning_with_a_gpu_power_cap() {
         &run,
         &[
             "warning: ",
-            "degraded.yaml:23:12: spec.coolingZones[0].state: Degraded to 20.0 kW",
+            "degraded.yaml:23:12: spec.coolingZones[0].state: zone lab-row-1 is Degraded to 20.0 kW",
             "GPUs capped at ",
             "must leave service",
         ],
@@ -960,6 +983,10 @@ fn degraded_zone_is_a_warning_with_a_gpu_power_cap() {
         Some(cap),
         "the plan's cap is the one validate warned about:\n{plan:#}"
     );
-    assert!(zone["nodesOutOfService"].as_u64().unwrap() > 0, "{plan:#}");
+    let must_leave = zone["nodesMustLeave"].as_u64().unwrap();
+    assert!(must_leave > 0, "{plan:#}");
+    // This step takes out as many as the pools' maxUnavailable allows (1 each here).
+    let now = plan["leavingNow"][0].as_u64().unwrap();
+    assert!((1..=must_leave).contains(&now), "{plan:#}");
     assert!(!plan["warnings"].as_array().unwrap().is_empty(), "{plan:#}");
 }

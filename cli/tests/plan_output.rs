@@ -59,7 +59,7 @@ fn render_of_the_small_lab_is_the_planned_objects() {
     // The same objects the planning core's golden file pins, in the same order.
     let core = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../operator/tests/golden/small/objects.yaml"
+        "/../operator/core/tests/golden/small/objects.yaml"
     ))
     .unwrap();
     assert_eq!(out, core);

@@ -1,11 +1,11 @@
-//! Kelvin's API types, the generated CRD and the pure model (validation and the power,
-//! cooling and fabric arithmetic). No client, no clock, no I/O.
+//! Kelvin's API types, the generated CRD, the spec and inventory loader and the offline
+//! schema + CEL checks. The physics and planning live in kelvin-core. No client, no I/O.
 
 pub mod crd;
 pub mod diagnostics;
 pub mod load;
 pub mod locate;
-pub mod model;
 pub mod names;
+pub mod node;
 pub mod schema;
 pub mod v1alpha1;

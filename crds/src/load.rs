@@ -403,7 +403,7 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
 pub fn load_inventory(
     file: &str,
     bytes: &[u8],
-) -> Result<Vec<crate::model::nodes::NodeInfo>, Vec<Diagnostic>> {
+) -> Result<Vec<crate::node::NodeInfo>, Vec<Diagnostic>> {
     // Fast path: straight into typed nodes. Anything it does not take (a single Node document,
     // a mistake) goes through the JSON path below, which explains what is wrong.
     if let Some(nodes) = typed_inventory(bytes) {
@@ -454,7 +454,7 @@ pub fn load_inventory(
     }
 }
 
-fn inventory_nodes(value: &Value) -> Result<Vec<crate::model::nodes::NodeInfo>, Vec<Diagnostic>> {
+fn inventory_nodes(value: &Value) -> Result<Vec<crate::node::NodeInfo>, Vec<Diagnostic>> {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -477,7 +477,7 @@ fn inventory_nodes(value: &Value) -> Result<Vec<crate::model::nodes::NodeInfo>, 
     let mut nodes = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match serde_json::from_value::<crate::model::nodes::NodeInfo>(item.clone()) {
+        match serde_json::from_value::<crate::node::NodeInfo>(item.clone()) {
             Ok(node) => nodes.push(node),
             Err(error) => errors.push(
                 Diagnostic::error(format!("nodes[{index}]"), error.to_string())
@@ -492,7 +492,7 @@ fn inventory_nodes(value: &Value) -> Result<Vec<crate::model::nodes::NodeInfo>, 
     }
 }
 
-fn node_list(value: &Value) -> Vec<crate::model::nodes::NodeInfo> {
+fn node_list(value: &Value) -> Vec<crate::node::NodeInfo> {
     let counts = |resources: Option<&Value>| {
         resources
             .and_then(Value::as_object)
@@ -516,13 +516,23 @@ fn node_list(value: &Value) -> Vec<crate::model::nodes::NodeInfo> {
                 .into_iter()
                 .flatten()
                 .filter_map(|t| {
-                    Some(crate::model::nodes::NodeTaint {
+                    Some(crate::node::NodeTaint {
                         key: t.get("key")?.as_str()?.to_owned(),
                         value: t.get("value").and_then(Value::as_str).map(str::to_owned),
                         effect: t.get("effect")?.as_str()?.to_owned(),
                     })
                 })
                 .collect();
+            let annotations = item
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .map(|map| {
+                    map.iter()
+                        .filter(|(key, _)| key.starts_with(crate::node::KELVIN_ANNOTATION_PREFIX))
+                        .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
             let ready = item
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
@@ -532,13 +542,15 @@ fn node_list(value: &Value) -> Vec<crate::model::nodes::NodeInfo> {
                     c.get("type").and_then(Value::as_str) == Some("Ready")
                         && c.get("status").and_then(Value::as_str) == Some("True")
                 });
-            Some(crate::model::nodes::NodeInfo {
+            Some(crate::node::NodeInfo {
                 name,
                 labels,
+                annotations,
                 taints,
                 capacity: counts(item.pointer("/status/capacity")),
                 allocatable: counts(item.pointer("/status/allocatable")),
                 ready,
+                kelvin_label_keys: None,
             })
         })
         .collect()
@@ -595,7 +607,7 @@ mod tests {
     }
 }
 
-fn duplicate_nodes(nodes: &[crate::model::nodes::NodeInfo], file: &str) -> Vec<Diagnostic> {
+fn duplicate_nodes(nodes: &[crate::node::NodeInfo], file: &str) -> Vec<Diagnostic> {
     let mut seen = std::collections::HashSet::new();
     nodes
         .iter()
@@ -620,7 +632,7 @@ struct InventoryFile {
     #[serde(default)]
     kind: String,
     #[serde(default)]
-    nodes: Option<Vec<crate::model::nodes::NodeInfo>>,
+    nodes: Option<Vec<crate::node::NodeInfo>>,
     #[serde(default)]
     items: Option<Vec<KubeNode>>,
 }
@@ -640,6 +652,8 @@ struct KubeNodeMeta {
     name: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -690,7 +704,7 @@ fn extended_counts<'a>(
         .collect()
 }
 
-fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::model::nodes::NodeInfo>> {
+fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::node::NodeInfo>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let documents: Vec<InventoryFile> =
         serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).ok()?;
@@ -705,14 +719,15 @@ fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::model::nodes::NodeInfo>> {
             }
             ("List" | "NodeList", None, Some(items)) => {
                 nodes.extend(items.into_iter().map(|item| {
-                    crate::model::nodes::NodeInfo {
+                    crate::node::NodeInfo {
                         name: item.metadata.name,
                         labels: item.metadata.labels,
+                        annotations: crate::node::kelvin_annotations(&item.metadata.annotations),
                         taints: item
                             .spec
                             .taints
                             .into_iter()
-                            .map(|t| crate::model::nodes::NodeTaint {
+                            .map(|t| crate::node::NodeTaint {
                                 key: t.key,
                                 value: t.value,
                                 effect: t.effect,
@@ -725,6 +740,7 @@ fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::model::nodes::NodeInfo>> {
                             .conditions
                             .iter()
                             .any(|c| c.condition == "Ready" && c.status == "True"),
+                        kelvin_label_keys: None,
                     }
                 }))
             }

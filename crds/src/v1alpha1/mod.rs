@@ -2,7 +2,7 @@
 //!
 //! Doc comments here become the CRD's descriptions (`kubectl explain gpucluster.spec...`).
 //! CEL rules (`x-kubernetes-validations`) reject what one object can check on its own; the
-//! physics (power, cooling, fabric) lives in [`crate::model`].
+//! physics (power, cooling, fabric) lives in kelvin-core.
 
 mod cooling;
 mod fabric;

@@ -9,7 +9,8 @@ pub struct GpuClusterStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Valid, Ready, Progressing, Degraded, PowerWithinBudget, CoolingWithinCapacity.
+    /// Valid, Ready, Progressing, Degraded, PowerWithinBudget, CoolingWithinCapacity,
+    /// SchedulingPolicies, NodeConflicts.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -69,6 +70,12 @@ pub struct PoolStatus {
     pub expected_nodes: u64,
     /// Matched nodes that are Ready.
     pub ready_nodes: u64,
+    /// Matched nodes that carry every label Kelvin wants on them.
+    pub labelled_nodes: u64,
+    /// Matched nodes in a disruptive change Kelvin started that has not settled.
+    pub in_transition: u64,
+    /// Most matched nodes that may be unavailable at once (maxUnavailable resolved).
+    pub max_unavailable: u64,
     /// Physical GPUs on matched nodes.
     pub gpus: u64,
     /// GPUs the nodes report allocatable.
@@ -79,12 +86,15 @@ pub struct PoolStatus {
     pub device_plugin_ready: u64,
 }
 
-/// One cooling zone's load.
+/// One cooling zone's load and what Kelvin does about it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CoolingZoneStatus {
     /// Zone name.
     pub name: String,
+    /// The zone's state as last reconciled: Normal, Degraded or Maintenance.
+    #[serde(default)]
+    pub state: String,
     /// Nodes in the zone.
     pub nodes: u64,
     /// IT power of those nodes, in kilowatts.
@@ -99,6 +109,18 @@ pub struct CoolingZoneStatus {
     /// GPU power cap that makes the load fit, when one is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_power_cap_watts: Option<u32>,
+    /// Nodes whose agent reports the cap applied (`kelvin.dev/gpu-power-cap-applied`).
+    #[serde(default)]
+    pub cap_applied: u64,
+    /// Nodes that must leave service for the load to fit.
+    #[serde(default)]
+    pub nodes_must_leave: u64,
+    /// Nodes out of service (carrying `kelvin.dev/out-of-service`).
+    #[serde(default)]
+    pub out_of_service: u64,
+    /// Heat over capacity while nodes that must leave are still in service, in kilowatts.
+    #[serde(rename = "deficitKW", default)]
+    pub deficit_kw: f64,
 }
 
 /// One fabric's size.
@@ -109,6 +131,9 @@ pub struct FabricStatus {
     pub name: String,
     /// Nodes on the fabric.
     pub nodes: u64,
+    /// Switch tiers (1-3).
+    #[serde(default)]
+    pub tiers: u32,
     /// Leaf switches.
     pub leaves: u64,
     /// NVLink domains.

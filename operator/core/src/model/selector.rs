@@ -1,0 +1,178 @@
+//! Label selectors (matchLabels + matchExpressions), matched the way the API server does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use kelvin_crds::{diagnostics::Diagnostic, v1alpha1::GpuClusterSpec};
+
+use super::{pool_path, zone_path};
+
+/// Whether `labels` satisfy `selector`. An empty selector matches everything; an unknown
+/// operator matches nothing (and is reported by [`check`]).
+pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(key, value)| labels.get(key) == Some(value));
+    labels_match
+        && selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|requirement| {
+                let values = requirement.values.as_deref().unwrap_or_default();
+                let current = labels.get(&requirement.key);
+                match requirement.operator.as_str() {
+                    "In" => current.is_some_and(|v| values.contains(v)),
+                    "NotIn" => current.is_none_or(|v| !values.contains(v)),
+                    "Exists" => current.is_some(),
+                    "DoesNotExist" => current.is_none(),
+                    _ => false,
+                }
+            })
+}
+
+/// Problems with a selector at `path`: unknown operators, values where none belong.
+pub fn check(selector: &LabelSelector, path: &str) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for (index, requirement) in selector.match_expressions.iter().flatten().enumerate() {
+        let at = format!("{path}.matchExpressions[{index}]");
+        let values = requirement.values.as_deref().unwrap_or_default();
+        match requirement.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => found.push(
+                Diagnostic::error(
+                    format!("{at}.values"),
+                    format!("operator {} needs at least one value", requirement.operator),
+                )
+                .with_fix("list the label values to match"),
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => found.push(
+                Diagnostic::error(
+                    format!("{at}.values"),
+                    format!("operator {} takes no values", requirement.operator),
+                )
+                .with_fix("remove values"),
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => found.push(
+                Diagnostic::error(
+                    format!("{at}.operator"),
+                    format!("unknown operator {other:?}"),
+                )
+                .with_fix("use In, NotIn, Exists or DoesNotExist"),
+            ),
+        }
+    }
+    found
+}
+
+/// Whether a node could carry labels matching both selectors: no key is required with two
+/// different values. Used to place simulated nodes; expressions are checked on the result.
+pub fn compatible(a: &LabelSelector, b: &LabelSelector) -> bool {
+    let (Some(left), Some(right)) = (&a.match_labels, &b.match_labels) else {
+        return true;
+    };
+    left.iter()
+        .all(|(key, value)| right.get(key).is_none_or(|other| other == value))
+}
+
+/// Every selector of the spec, and the labels pools put on nodes.
+pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
+    for (index, pool) in spec.gpu_pools.iter().enumerate() {
+        let path = pool_path(index);
+        out.extend(check(&pool.node_selector, &format!("{path}.nodeSelector")));
+        if pool
+            .node_selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|l| l.is_empty())
+            && pool
+                .node_selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty())
+        {
+            out.push(
+                Diagnostic::error(format!("{path}.nodeSelector"), "an empty selector matches every node in the cluster")
+                    .with_fix("select the pool's nodes by a label, e.g. matchLabels: {kelvin.dev/sku: hgx-h100}"),
+            );
+        }
+        for (key, value) in &pool.labels {
+            let at = format!("{path}.labels.{key}");
+            if key.starts_with("kelvin.dev/") {
+                out.push(
+                    Diagnostic::error(
+                        &at,
+                        "the kelvin.dev/ prefix is reserved for labels Kelvin computes",
+                    )
+                    .with_fix("use another prefix"),
+                );
+            } else if !kelvin_crds::names::is_label_key(key) {
+                out.push(Diagnostic::error(&at, "not a valid label key").with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain"));
+            }
+            if !kelvin_crds::names::is_label_value(value) {
+                out.push(Diagnostic::error(&at, format!("{value:?} is not a valid label value")).with_fix("use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"));
+            }
+        }
+    }
+    for (index, zone) in spec.cooling_zones.iter().enumerate() {
+        out.extend(check(
+            &zone.node_selector,
+            &format!("{}.nodeSelector", zone_path(index)),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn match_labels_and_expressions_are_anded() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("sku", "h100")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "hall".into(),
+                operator: "In".into(),
+                values: Some(vec!["a".into(), "b".into()]),
+            }]),
+        };
+        assert!(matches(
+            &selector,
+            &labels(&[("sku", "h100"), ("hall", "b")])
+        ));
+        assert!(!matches(
+            &selector,
+            &labels(&[("sku", "h100"), ("hall", "c")])
+        ));
+        assert!(!matches(&selector, &labels(&[("hall", "a")])));
+    }
+
+    #[test]
+    fn unknown_operators_are_reported_and_match_nothing() {
+        let selector = LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "x".into(),
+                operator: "Equals".into(),
+                values: None,
+            }]),
+        };
+        assert!(!matches(&selector, &labels(&[("x", "1")])));
+        assert_eq!(
+            check(&selector, "sel")[0].path,
+            "sel.matchExpressions[0].operator"
+        );
+    }
+}

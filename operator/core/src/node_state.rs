@@ -1,0 +1,359 @@
+//! Whole desired node state (DESIGN.md §4): per node, the complete set of labels and taints
+//! Kelvin wants there, prepared once per (spec generation, node set) and looked up by name in
+//! O(1), and the diff of that state against the node as observed.
+//!
+//! Labels: the whole set is applied (server-side apply, field manager `kelvin`), so a label
+//! Kelvin stops wanting is removed — only labels Kelvin owns: those its field manager holds
+//! (from managedFields), or offline, the keys its spec can produce. Taints: merged; Kelvin
+//! removes only taints recorded in `kelvin.dev/owned-taints` (key:effect), so a foreign taint
+//! with the same key stays and a taint dropped from the spec goes.
+//!
+//! Built for 70,000 nodes: label keys and the values nodes share (pool, fabric, zone, leaf
+//! group) are allocated once and shared between nodes.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use kelvin_crds::{
+    node::{NodeInfo, NodeTaint},
+    v1alpha1::{DevicePluginManager, GpuClusterSpec, SharingStrategy},
+};
+
+use crate::{
+    analysis::Analysis,
+    constants::{
+        FABRIC_LABEL, GPU_OPERATOR_CONFIG_LABEL, MIG_CONFIG_LABEL, OUT_OF_SERVICE_TAINT,
+        OWNED_TAINTS_ANNOTATION, POOL_LABEL, POWER_CAP_LABEL, ZONE_LABEL,
+    },
+    model::topology::{self, position},
+    observed::Observed,
+};
+
+/// A label as Kelvin writes it; keys and common values are shared between nodes.
+pub type Label = (Arc<str>, Arc<str>);
+
+/// Label keys whose change is disruptive: they reconfigure the node's GPUs.
+pub const DISRUPTIVE_LABELS: [&str; 2] = [MIG_CONFIG_LABEL, GPU_OPERATOR_CONFIG_LABEL];
+
+/// What Kelvin wants on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    /// The node's pool (None: in no pool, so Kelvin wants none of its labels or taints there).
+    pub pool: Option<usize>,
+    /// The node's cooling zone.
+    pub zone: Option<usize>,
+    /// Every label Kelvin wants, sorted by key.
+    pub labels: Vec<Label>,
+    /// Every taint Kelvin wants.
+    pub taints: Vec<NodeTaint>,
+    /// Where the node is in its zone's leaving order (0 leaves first), when it must leave
+    /// service.
+    pub leave_rank: Option<usize>,
+}
+
+/// Desired state of every observed node, by name.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredNodes {
+    /// Per node name: None when Kelvin leaves the node alone (node-scoped conflict).
+    states: HashMap<Arc<str>, Option<NodeState>>,
+    /// Label keys this spec can make Kelvin write: what Kelvin owns when managedFields are
+    /// not known (inventories, simulated nodes).
+    producible_keys: BTreeSet<Arc<str>>,
+}
+
+/// Shares equal strings.
+#[derive(Default)]
+struct Interner(HashMap<Arc<str>, ()>);
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some((shared, _)) = self.0.get_key_value(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(shared.clone(), ());
+        shared
+    }
+}
+
+impl DesiredNodes {
+    /// Prepares every node's desired state: labels a pool or zone shares are made once, per
+    /// node only topology and out-of-service differ.
+    pub fn prepare(spec: &GpuClusterSpec, analysis: &Analysis, observed: &Observed) -> Self {
+        let mut strings = Interner::default();
+        let pool_labels: Vec<Vec<Label>> = spec
+            .gpu_pools
+            .iter()
+            .map(|pool| {
+                let mut labels = vec![
+                    (strings.get(POOL_LABEL), strings.get(&pool.name)),
+                    (strings.get(FABRIC_LABEL), strings.get(&pool.fabric)),
+                ];
+                labels.extend(
+                    pool.labels
+                        .iter()
+                        .map(|(k, v)| (strings.get(k), strings.get(v))),
+                );
+                if pool.device_plugin.managed_by == DevicePluginManager::GpuOperator {
+                    labels.push((
+                        strings.get(GPU_OPERATOR_CONFIG_LABEL),
+                        strings.get(&pool.name),
+                    ));
+                }
+                if let (SharingStrategy::Mig, Some(profile)) =
+                    (pool.sharing.strategy, &pool.sharing.profile)
+                {
+                    labels.push((
+                        strings.get(MIG_CONFIG_LABEL),
+                        strings.get(&format!("all-{profile}")),
+                    ));
+                }
+                labels
+            })
+            .collect();
+        let zone_labels: Vec<Vec<Label>> = spec
+            .cooling_zones
+            .iter()
+            .zip(&analysis.zones)
+            .map(|(zone, plan)| {
+                let mut labels = vec![(strings.get(ZONE_LABEL), strings.get(&zone.name))];
+                if let Some(cap) = plan.gpu_power_cap_watts {
+                    labels.push((strings.get(POWER_CAP_LABEL), strings.get(&cap.to_string())));
+                }
+                labels
+            })
+            .collect();
+        let pool_taints: Vec<Vec<NodeTaint>> = spec
+            .gpu_pools
+            .iter()
+            .map(|pool| {
+                pool.taints
+                    .iter()
+                    .map(|t| NodeTaint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.as_str().to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut leave_rank: HashMap<usize, (usize, usize)> = HashMap::new();
+        for (zone, plan) in analysis.zones.iter().enumerate() {
+            for (rank, node) in plan.leaving.iter().enumerate() {
+                leave_rank.insert(*node, (zone, rank));
+            }
+        }
+        let fabric_of: Vec<Option<usize>> = spec
+            .gpu_pools
+            .iter()
+            .map(|pool| spec.fabrics.iter().position(|f| f.name == pool.fabric))
+            .collect();
+
+        let nodes = observed.nodes();
+        let mut states = HashMap::with_capacity(nodes.len());
+        for (index, node) in nodes.iter().enumerate() {
+            let placement = &analysis.placement;
+            if placement.left_alone.get(index).copied().unwrap_or(true) {
+                states.insert(Arc::from(node.name.as_str()), None);
+                continue;
+            }
+            let mut state = NodeState::default();
+            if let Some(pool_index) = placement.pool_of.get(index).copied().flatten() {
+                let pool = &spec.gpu_pools[pool_index];
+                state.pool = Some(pool_index);
+                state.labels = pool_labels[pool_index].clone();
+                state.taints = pool_taints[pool_index].clone();
+                state.zone = placement.zone_of.get(index).copied().flatten();
+                if let Some(zone) = state.zone {
+                    state.labels.extend(zone_labels[zone].iter().cloned());
+                }
+                let fabric = fabric_of[pool_index]
+                    .and_then(|f| Some((&spec.fabrics[f], analysis.fabrics.get(f)?.as_ref()?)));
+                if let Some((fabric, design)) = fabric
+                    && let Some(position) = position(node, fabric)
+                {
+                    for (slot, (key, value)) in topology::labels(position, pool, fabric, design)
+                        .into_iter()
+                        .enumerate()
+                    {
+                        // The NVLink domain is nearly unique per node: sharing it would only cost.
+                        let value = if slot == 0 {
+                            Arc::from(value)
+                        } else {
+                            strings.get(&value)
+                        };
+                        state.labels.push((strings.get(key), value));
+                    }
+                }
+                if let Some(&(zone, rank)) = leave_rank.get(&index) {
+                    state.leave_rank = Some(rank);
+                    state.taints.push(NodeTaint {
+                        key: OUT_OF_SERVICE_TAINT.into(),
+                        value: Some(spec.cooling_zones[zone].name.clone()),
+                        effect: "NoSchedule".into(),
+                    });
+                }
+                state.labels.sort();
+                state.labels.dedup_by(|a, b| a.0 == b.0);
+            }
+            states.insert(Arc::from(node.name.as_str()), Some(state));
+        }
+        Self {
+            states,
+            producible_keys: producible_keys(spec, &mut strings),
+        }
+    }
+
+    /// The desired state of node `name`: `None` when the node is unknown, `Some(None)` when
+    /// Kelvin leaves it alone.
+    pub fn get(&self, name: &str) -> Option<Option<&NodeState>> {
+        self.states.get(name).map(Option::as_ref)
+    }
+
+    /// Nodes prepared.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Whether no node was prepared.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// Whether Kelvin owns label `key` on `node`: its field manager holds it, or, when
+    /// managedFields are unknown, the spec can produce the key and the node is one Kelvin
+    /// managed (a `kelvin.dev/` key, or the node carries `kelvin.dev/pool`).
+    fn owns_label(&self, node: &NodeInfo, key: &str) -> bool {
+        match &node.kelvin_label_keys {
+            Some(keys) => keys.iter().any(|k| k == key),
+            None => {
+                self.producible_keys.contains(key)
+                    && (key.starts_with("kelvin.dev/") || node.labels.contains_key(POOL_LABEL))
+            }
+        }
+    }
+
+    /// The diff taking `node` to `state`.
+    pub fn diff(&self, state: &NodeState, node: &NodeInfo) -> NodeDiff {
+        let set_labels: Vec<Label> = state
+            .labels
+            .iter()
+            .filter(|(key, value)| node.labels.get(key.as_ref()).map(String::as_str) != Some(value))
+            .cloned()
+            .collect();
+        let remove_labels: Vec<String> = node
+            .labels
+            .keys()
+            .filter(|key| self.owns_label(node, key))
+            .filter(|key| {
+                state
+                    .labels
+                    .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_str()))
+                    .is_err()
+            })
+            .cloned()
+            .collect();
+        let owned_before = owned_taints(node);
+        let mut add_taints = Vec::new();
+        let mut remove_taints = Vec::new();
+        let mut blocked_taints = Vec::new();
+        for wanted in &state.taints {
+            match node
+                .taints
+                .iter()
+                .find(|t| t.key == wanted.key && t.effect == wanted.effect)
+            {
+                Some(present) if present == wanted => {}
+                Some(present) if owned_before.contains(&present.identity()) => {
+                    remove_taints.push(present.clone());
+                    add_taints.push(wanted.clone());
+                }
+                Some(_) => blocked_taints.push(wanted.clone()),
+                None => add_taints.push(wanted.clone()),
+            }
+        }
+        for present in &node.taints {
+            let wanted = state
+                .taints
+                .iter()
+                .any(|t| t.key == present.key && t.effect == present.effect);
+            if !wanted && owned_before.contains(&present.identity()) {
+                remove_taints.push(present.clone());
+            }
+        }
+        NodeDiff {
+            set_labels,
+            remove_labels,
+            add_taints,
+            remove_taints,
+            blocked_taints,
+        }
+    }
+}
+
+/// Every label key a spec can make Kelvin write on a node.
+fn producible_keys(spec: &GpuClusterSpec, strings: &mut Interner) -> BTreeSet<Arc<str>> {
+    let mut keys: BTreeSet<Arc<str>> = [
+        POOL_LABEL,
+        ZONE_LABEL,
+        FABRIC_LABEL,
+        POWER_CAP_LABEL,
+        GPU_OPERATOR_CONFIG_LABEL,
+        MIG_CONFIG_LABEL,
+    ]
+    .into_iter()
+    .map(|k| strings.get(k))
+    .collect();
+    for pool in &spec.gpu_pools {
+        keys.extend(pool.labels.keys().map(|k| strings.get(k)));
+    }
+    for fabric in &spec.fabrics {
+        let t = &fabric.topology.labels;
+        for key in [&t.accelerator, &t.leaf, &t.spine, &t.core] {
+            keys.insert(strings.get(key));
+        }
+    }
+    keys
+}
+
+/// The taint identities (`key:effect`) recorded in the node's `kelvin.dev/owned-taints`.
+pub fn owned_taints(node: &NodeInfo) -> BTreeSet<String> {
+    node.annotations
+        .get(OWNED_TAINTS_ANNOTATION)
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What differs between a node and its desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeDiff {
+    /// Labels added or changed.
+    pub set_labels: Vec<Label>,
+    /// Kelvin-owned labels Kelvin no longer wants.
+    pub remove_labels: Vec<String>,
+    /// Taints to add.
+    pub add_taints: Vec<NodeTaint>,
+    /// Kelvin-owned taints to remove (dropped from the spec, or replaced by a new value).
+    pub remove_taints: Vec<NodeTaint>,
+    /// Wanted taints a foreign taint with the same key and effect is in the way of: Kelvin
+    /// never removes a taint it did not add, so these wait for a person.
+    pub blocked_taints: Vec<NodeTaint>,
+}
+
+impl NodeDiff {
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.set_labels.is_empty()
+            && self.remove_labels.is_empty()
+            && self.add_taints.is_empty()
+            && self.remove_taints.is_empty()
+    }
+}

@@ -1,0 +1,442 @@
+//! Status: one pure function from the plan (analysis, desired state, rollout) and the
+//! observed snapshot to `GpuClusterStatus` — conditions with reasons and messages a person can
+//! act on, and per pool / zone / fabric figures. The model's reports are converted here, in
+//! one place; nothing else keeps a copy.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kelvin_crds::{
+    diagnostics::Diagnostic,
+    v1alpha1::{
+        CoolingZoneStatus, FabricStatus, GpuCluster, GpuClusterStatus, PoolStatus, PowerStatus,
+        SummaryStatus, TopologyAwareScheduling, ZoneState,
+    },
+};
+use serde_json::Value;
+
+use crate::{
+    constants::{NAMESPACE, POWER_CAP_APPLIED_LABEL, TRANSITION_ANNOTATION},
+    desired::{KUEUE_API_VERSION, ObjectKey, VOLCANO_API_VERSION, plugin_name},
+    model::{cooling::ZonePlan, fabric::FabricDesign, power::PowerReport},
+    observed::Observed,
+    plan::Planned,
+};
+
+/// How many findings or names a condition message lists before "and N more".
+const LISTED: usize = 5;
+
+/// The status of `cluster` after `planned`, as observed in `observed`. Conditions whose status
+/// did not change keep their lastTransitionTime from the cluster's current status.
+pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> GpuClusterStatus {
+    let analysis = &planned.analysis;
+    let generation = cluster.metadata.generation;
+    let previous = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(|| Time(observed.now), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: since,
+            observed_generation: generation,
+        }
+    };
+
+    let pools = pool_statuses(cluster, planned, observed);
+    let zones: Vec<CoolingZoneStatus> = analysis
+        .zones
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| zone_status(zone, index, planned, observed))
+        .collect();
+    let mut conditions = Vec::new();
+
+    let errors: Vec<&Diagnostic> = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    let valid = errors.is_empty();
+    conditions.push(if valid {
+        condition(
+            "Valid",
+            true,
+            "SpecValid",
+            "the spec passes every schema, CEL and physics rule".into(),
+        )
+    } else {
+        condition(
+            "Valid",
+            false,
+            "SpecInvalid",
+            listed(errors.iter().map(|d| d.to_string()), "\n"),
+        )
+    });
+    conditions.push(power_condition(&analysis.power, &condition));
+    conditions.push(cooling_condition(&analysis.zones, &condition));
+
+    let conflicts = &analysis.node_conflicts;
+    let left_alone = analysis.placement.left_alone.iter().filter(|l| **l).count();
+    conditions.push(if conflicts.is_empty() {
+        condition(
+            "NodeConflicts",
+            false,
+            "NoConflicts",
+            "every node is matched by at most one pool and one zone".into(),
+        )
+    } else {
+        condition(
+            "NodeConflicts",
+            true,
+            "NodesLeftAlone",
+            format!(
+                "{left_alone} nodes are left alone: {}",
+                listed(conflicts.iter().map(|d| d.message.clone()), "; ")
+            ),
+        )
+    });
+
+    let missing_api = missing_scheduling_api(cluster, observed);
+    conditions.push(match missing_api {
+        Some(api) => condition(
+            "SchedulingPolicies",
+            false,
+            "ApiNotServed",
+            format!("{api} is not served: install it, or set spec.scheduling.topologyAwareScheduling to None; everything else still converges"),
+        ),
+        None => condition("SchedulingPolicies", true, "Applied", "the scheduling objects the spec asks for are Kelvin's to apply".into()),
+    });
+
+    let rollout = &planned.rollout;
+    let held: u64 = rollout.pools.iter().map(|p| p.held).sum();
+    let in_transition: u64 = rollout.pools.iter().map(|p| p.in_transition).sum();
+    let objects = planned.plan.objects.len();
+    let progressing = valid && (!rollout.is_settled() || objects > 0);
+    conditions.push(if progressing {
+        condition(
+            "Progressing",
+            true,
+            "Converging",
+            format!(
+                "{} node writes now, {held} nodes waiting for their pool's maxUnavailable, {in_transition} nodes settling; {objects} objects to apply",
+                rollout.writes.len()
+            ),
+        )
+    } else {
+        condition("Progressing", false, if valid { "Converged" } else { "SpecInvalid" }, "nothing left to do".into())
+    });
+
+    let not_normal: Vec<String> = zones
+        .iter()
+        .filter(|z| z.state != "Normal")
+        .map(|z| format!("zone {} is {}", z.name, z.state))
+        .collect();
+    let not_ready: Vec<String> = pools
+        .iter()
+        .filter(|p| p.ready_nodes < p.matched_nodes)
+        .map(|p| {
+            format!(
+                "pool {}: {} of {} nodes NotReady",
+                p.name,
+                p.matched_nodes - p.ready_nodes,
+                p.matched_nodes
+            )
+        })
+        .collect();
+    let degraded: Vec<String> = not_normal.into_iter().chain(not_ready).collect();
+    conditions.push(if degraded.is_empty() {
+        condition(
+            "Degraded",
+            false,
+            "AllHealthy",
+            "every zone is Normal and every matched node Ready".into(),
+        )
+    } else {
+        condition(
+            "Degraded",
+            true,
+            "CapacityReduced",
+            listed(degraded.into_iter(), "; "),
+        )
+    });
+
+    let plugins_pending: Vec<String> = pools
+        .iter()
+        .filter(|p| p.device_plugin_ready < p.device_plugin_desired)
+        .map(|p| {
+            format!(
+                "pool {}: device plugin {} of {} ready",
+                p.name, p.device_plugin_ready, p.device_plugin_desired
+            )
+        })
+        .collect();
+    conditions.push(match () {
+        _ if !valid => condition(
+            "Ready",
+            false,
+            "SpecInvalid",
+            "the spec is invalid; see the Valid condition".into(),
+        ),
+        _ if progressing => condition(
+            "Ready",
+            false,
+            "Progressing",
+            "Kelvin is still converging; see the Progressing condition".into(),
+        ),
+        _ if !plugins_pending.is_empty() => condition(
+            "Ready",
+            false,
+            "DevicePluginsNotReady",
+            listed(plugins_pending.into_iter(), "; "),
+        ),
+        _ if missing_api.is_some() => condition(
+            "Ready",
+            false,
+            "SchedulingPoliciesMissing",
+            "see the SchedulingPolicies condition".into(),
+        ),
+        _ => condition(
+            "Ready",
+            true,
+            "Converged",
+            "every node and object is as the spec asks".into(),
+        ),
+    });
+
+    GpuClusterStatus {
+        observed_generation: generation,
+        conditions,
+        summary: Some(SummaryStatus {
+            pools: u32::try_from(pools.len()).unwrap_or(u32::MAX),
+            nodes: pools.iter().map(|p| p.matched_nodes).sum(),
+            gpus: pools.iter().map(|p| p.gpus).sum(),
+        }),
+        power: Some(power_status(&analysis.power)),
+        pools,
+        cooling_zones: zones,
+        fabrics: analysis
+            .fabrics
+            .iter()
+            .flatten()
+            .map(fabric_status)
+            .collect(),
+    }
+}
+
+/// `a\nb\nc and 4 more`.
+fn listed(items: impl Iterator<Item = String>, separator: &str) -> String {
+    let items: Vec<String> = items.collect();
+    let mut text = items
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(separator);
+    if items.len() > LISTED {
+        text.push_str(&format!("{separator}and {} more", items.len() - LISTED));
+    }
+    text
+}
+
+type MakeCondition<'a> = dyn Fn(&str, bool, &str, String) -> Condition + 'a;
+
+fn power_condition(power: &PowerReport, condition: &MakeCondition<'_>) -> Condition {
+    let figures = format!(
+        "facility load {:.3} MW (IT {:.3} MW) against a budget of {:.3} MW",
+        power.facility_mw, power.it_mw, power.budget_mw
+    );
+    if power.within_budget() {
+        condition("PowerWithinBudget", true, "WithinBudget", figures)
+    } else {
+        condition(
+            "PowerWithinBudget",
+            false,
+            "OverBudget",
+            format!("{figures}: see the Valid condition for the fix"),
+        )
+    }
+}
+
+fn cooling_condition(zones: &[ZonePlan], condition: &MakeCondition<'_>) -> Condition {
+    let over: Vec<String> = zones
+        .iter()
+        .filter_map(|z| match z.state {
+            ZoneState::Normal if z.headroom_kw < 0.0 => Some(format!(
+                "zone {}: heat {:.1} kW exceeds {:.1} kW",
+                z.name, z.heat_load_kw, z.capacity_kw
+            )),
+            _ if z.deficit_kw > 0.0 => Some(format!(
+                "zone {}: {:.1} kW over its {:.1} kW until {} more nodes have left service",
+                z.name,
+                z.deficit_kw,
+                z.capacity_kw,
+                z.nodes_must_leave.saturating_sub(z.out_of_service)
+            )),
+            _ => None,
+        })
+        .collect();
+    if !over.is_empty() {
+        return condition(
+            "CoolingWithinCapacity",
+            false,
+            "OverCapacity",
+            listed(over.into_iter(), "; "),
+        );
+    }
+    let capped: Vec<String> = zones
+        .iter()
+        .filter_map(|z| {
+            Some(format!(
+                "zone {}: GPUs capped at {} W",
+                z.name, z.gpu_power_cap_watts?
+            ))
+        })
+        .collect();
+    if capped.is_empty() {
+        condition(
+            "CoolingWithinCapacity",
+            true,
+            "WithinCapacity",
+            "every zone holds its heat load".into(),
+        )
+    } else {
+        condition(
+            "CoolingWithinCapacity",
+            true,
+            "PowerCapped",
+            listed(capped.into_iter(), "; "),
+        )
+    }
+}
+
+fn missing_scheduling_api(cluster: &GpuCluster, observed: &Observed) -> Option<&'static str> {
+    match cluster.spec.scheduling.as_ref()?.topology_aware_scheduling {
+        TopologyAwareScheduling::Kueue if !observed.apis.kueue => Some(KUEUE_API_VERSION),
+        TopologyAwareScheduling::Volcano if !observed.apis.volcano => Some(VOLCANO_API_VERSION),
+        _ => None,
+    }
+}
+
+fn pool_statuses(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> Vec<PoolStatus> {
+    let analysis = &planned.analysis;
+    let mut counts = vec![(0u64, 0u64, 0u64); cluster.spec.gpu_pools.len()];
+    for (node, pool) in observed.nodes().iter().zip(&analysis.placement.pool_of) {
+        let Some(pool) = *pool else { continue };
+        let labelled = planned
+            .nodes
+            .get(&node.name)
+            .flatten()
+            .is_some_and(|state| {
+                state
+                    .labels
+                    .iter()
+                    .all(|(k, v)| node.labels.get(k.as_ref()).map(String::as_str) == Some(v))
+            });
+        let entry = &mut counts[pool];
+        entry.0 += u64::from(node.ready);
+        entry.1 += u64::from(labelled);
+        entry.2 += u64::from(node.annotations.contains_key(TRANSITION_ANNOTATION));
+    }
+    cluster
+        .spec
+        .gpu_pools
+        .iter()
+        .zip(&analysis.pools)
+        .zip(counts)
+        .map(|((pool, report), (ready, labelled, in_transition))| {
+            let (desired, ready_plugins) = daemon_set_counts(observed, &plugin_name(&pool.name));
+            PoolStatus {
+                name: report.name.clone(),
+                matched_nodes: report.nodes,
+                expected_nodes: report.expected_nodes,
+                ready_nodes: ready,
+                labelled_nodes: labelled,
+                in_transition,
+                max_unavailable: report.max_unavailable,
+                gpus: report.gpus,
+                allocatable_gpus: report.allocatable_gpus,
+                device_plugin_desired: desired,
+                device_plugin_ready: ready_plugins,
+            }
+        })
+        .collect()
+}
+
+/// (desiredNumberScheduled, numberReady) of Kelvin's DaemonSet `name`, as observed.
+fn daemon_set_counts(observed: &Observed, name: &str) -> (u64, u64) {
+    use k8s_openapi::{Resource, api::apps::v1::DaemonSet};
+    let key = ObjectKey {
+        api_version: DaemonSet::API_VERSION.to_owned(),
+        kind: DaemonSet::KIND.to_owned(),
+        namespace: Some(NAMESPACE.to_owned()),
+        name: name.to_owned(),
+    };
+    let Some(status) = observed.objects.get(&key).and_then(|o| o.get("status")) else {
+        return (0, 0);
+    };
+    let count = |field: &str| status.get(field).and_then(Value::as_u64).unwrap_or(0);
+    (count("desiredNumberScheduled"), count("numberReady"))
+}
+
+fn zone_status(
+    zone: &ZonePlan,
+    index: usize,
+    planned: &Planned,
+    observed: &Observed,
+) -> CoolingZoneStatus {
+    let cap = zone.gpu_power_cap_watts.map(|w| w.to_string());
+    let cap_applied = cap.as_ref().map_or(0, |cap| {
+        observed
+            .nodes()
+            .iter()
+            .zip(&planned.analysis.placement.zone_of)
+            .filter(|(node, z)| {
+                **z == Some(index) && node.labels.get(POWER_CAP_APPLIED_LABEL) == Some(cap)
+            })
+            .count() as u64
+    });
+    CoolingZoneStatus {
+        name: zone.name.clone(),
+        state: match zone.state {
+            ZoneState::Normal => "Normal",
+            ZoneState::Degraded => "Degraded",
+            ZoneState::Maintenance => "Maintenance",
+        }
+        .to_owned(),
+        nodes: zone.nodes,
+        heat_load_kw: zone.heat_load_kw,
+        capacity_kw: zone.capacity_kw,
+        headroom_kw: zone.headroom_kw,
+        gpu_power_cap_watts: zone.gpu_power_cap_watts.and_then(|w| u32::try_from(w).ok()),
+        cap_applied,
+        nodes_must_leave: zone.nodes_must_leave,
+        out_of_service: zone.out_of_service,
+        deficit_kw: zone.deficit_kw,
+    }
+}
+
+fn power_status(power: &PowerReport) -> PowerStatus {
+    PowerStatus {
+        it_mw: power.it_mw,
+        facility_mw: power.facility_mw,
+        budget_mw: power.budget_mw,
+    }
+}
+
+fn fabric_status(design: &FabricDesign) -> FabricStatus {
+    FabricStatus {
+        name: design.name.clone(),
+        nodes: design.nodes,
+        tiers: u32::from(design.tiers),
+        leaves: design.switches.leaf,
+        nvlink_domains: design.nvlink_domains,
+    }
+}
