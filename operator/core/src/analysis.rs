@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(
             errors(&spec),
             [
-                "spec.scheduling.tenants[0].gpuQuota.a100-mig: quota of 33 GPUs exceeds the 32 GPUs pool a100-mig holds (4 nodes x 8)"
+                "spec.scheduling.tenants[0].gpuQuota.a100-mig: tenant research: quota of 33 GPUs exceeds the 32 GPUs pool a100-mig holds (4 nodes x 8)"
             ]
         );
     }
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(
             errors(&spec),
             [
-                "spec.scheduling.tenants[1].namespaces[1]: namespace \"research\" already belongs to tenant research"
+                "spec.scheduling.tenants[1].namespaces[1]: tenant ci: namespace \"research\" already belongs to tenant research"
             ]
         );
     }
@@ -243,6 +243,48 @@ mod tests {
             [
                 "spec.coolingZones[0].capacityKW: zone lab-row-1: heat load 36.4 kW of 8 nodes exceeds the zone's 30.0 kW by 6.4 kW"
             ]
+        );
+    }
+
+    #[test]
+    fn a_fabric_that_cannot_be_built_names_itself_and_the_limit() {
+        // l40s-shared on lab-eth (radix 32, 16 per leaf, 1 rail): 8,200 nodes make 513 leaf
+        // groups, blocks of 16 groups: 33 blocks > 32 ports of a core switch.
+        let spec = small_with(
+            "    expectedNodes: 4\n    accelerator:\n      vendor: nvidia\n      model: L40S",
+            "    expectedNodes: 8200\n    accelerator:\n      vendor: nvidia\n      model: L40S",
+        );
+        let fabric: Vec<String> = errors(&spec)
+            .into_iter()
+            .filter(|e| e.starts_with("spec.fabrics"))
+            .collect();
+        assert_eq!(
+            fabric,
+            [
+                "spec.fabrics[1]: fabric lab-eth: 8200 nodes make 513 leaf groups of 16, 33 spine blocks of 16 leaf groups; a radix-32 core switch has one port per block, so at most 32 blocks (more than three tiers would be needed)"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_names_that_make_topology_labels_too_long_are_errors() {
+        let long = "a".repeat(60);
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/small/cluster.yaml"
+        ))
+        .unwrap()
+        .replace("lab-eth", &long);
+        let (mut clusters, diagnostics) = load::load_gpu_clusters("small.yaml", text.as_bytes());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let spec = clusters.remove(0).0.spec;
+        let found = errors(&spec);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!(
+                "spec.fabrics[1].name: fabric {long}: topology label value"
+            )),
+            "{found:?}"
         );
     }
 }

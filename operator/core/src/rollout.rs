@@ -171,6 +171,40 @@ pub struct NodeWrite {
     pub holds: Option<Transition>,
 }
 
+impl NodeWrite {
+    /// `node` as the API server leaves it after this write: the label set applied by
+    /// server-side apply (Kelvin's labels it left out removed, others untouched), the taint
+    /// list replaced, Kelvin's annotations set or removed. For tests, and for a caller that
+    /// wants to see the next step before the watch delivers it.
+    pub fn apply_to(&self, node: &mut NodeInfo) {
+        let owned: Vec<String> = match &node.kelvin_label_keys {
+            Some(keys) => keys.clone(),
+            None => self.diff.remove_labels.clone(),
+        };
+        for key in &owned {
+            if !self.labels.iter().any(|(k, _)| k.as_ref() == key) {
+                node.labels.remove(key);
+            }
+        }
+        for key in &self.diff.remove_labels {
+            node.labels.remove(key);
+        }
+        for (key, value) in &self.labels {
+            node.labels.insert(key.to_string(), value.to_string());
+        }
+        node.kelvin_label_keys = Some(self.labels.iter().map(|(k, _)| k.to_string()).collect());
+        if let Some(taints) = &self.taints {
+            node.taints = taints.clone();
+        }
+        for (key, value) in &self.annotations {
+            match value {
+                Some(value) => node.annotations.insert((*key).to_owned(), value.clone()),
+                None => node.annotations.remove(*key),
+            };
+        }
+    }
+}
+
 /// One pool's budget in this step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolRollout {

@@ -112,7 +112,7 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
             "ApiNotServed",
             format!("{api} is not served: install it, or set spec.scheduling.topologyAwareScheduling to None; everything else still converges"),
         ),
-        None => condition("SchedulingPolicies", true, "Applied", "the scheduling objects the spec asks for are Kelvin's to apply".into()),
+        None => condition("SchedulingPolicies", true, "Applied", "every API the spec's scheduling needs is served".into()),
     });
 
     let rollout = &planned.rollout;

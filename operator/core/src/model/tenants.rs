@@ -23,8 +23,8 @@ pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                     Diagnostic::error(
                         format!("{path}.namespaces[{ns_index}]"),
                         format!(
-                            "namespace {namespace:?} already belongs to tenant {}",
-                            scheduling.tenants[first].name
+                            "tenant {}: namespace {namespace:?} already belongs to tenant {}",
+                            tenant.name, scheduling.tenants[first].name
                         ),
                     )
                     .with_fix("give each namespace to one tenant"),
@@ -42,8 +42,8 @@ pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                     Diagnostic::error(
                         format!("{path}.gpuQuota.{pool_name}"),
                         format!(
-                            "quota of {quota} GPUs exceeds the {held} GPUs pool {pool_name} holds ({} nodes x {})",
-                            pool.expected_nodes, pool.accelerator.per_node
+                            "tenant {}: quota of {quota} GPUs exceeds the {held} GPUs pool {pool_name} holds ({} nodes x {})",
+                            tenant.name, pool.expected_nodes, pool.accelerator.per_node
                         ),
                     )
                     .with_fix(format!("lower the quota to at most {held}, or grow the pool")),
