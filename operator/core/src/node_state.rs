@@ -44,8 +44,8 @@ pub struct NodeState {
     pub pool: Option<usize>,
     /// The node's cooling zone.
     pub zone: Option<usize>,
-    /// Every label Kelvin wants, sorted by key.
-    pub labels: Vec<Label>,
+    /// Every label Kelvin wants, sorted by key (shared with the writes that apply them).
+    pub labels: Arc<[Label]>,
     /// Every taint Kelvin wants.
     pub taints: Vec<NodeTaint>,
     /// Where the node is in its zone's leaving order (0 leaves first), when it must leave
@@ -153,6 +153,7 @@ impl DesiredNodes {
 
         let nodes = observed.nodes();
         let mut states = HashMap::with_capacity(nodes.len());
+        let mut switch_labels: HashMap<(usize, u64), Vec<Label>> = HashMap::new();
         for (index, node) in nodes.iter().enumerate() {
             let placement = &analysis.placement;
             if placement.left_alone.get(index).copied().unwrap_or(true) {
@@ -160,32 +161,33 @@ impl DesiredNodes {
                 continue;
             }
             let mut state = NodeState::default();
+            let mut labels: Vec<Label> = Vec::new();
             if let Some(pool_index) = placement.pool_of.get(index).copied().flatten() {
                 let pool = &spec.gpu_pools[pool_index];
                 state.pool = Some(pool_index);
-                state.labels = pool_labels[pool_index].clone();
+                labels.extend(pool_labels[pool_index].iter().cloned());
                 state.taints = pool_taints[pool_index].clone();
                 state.zone = placement.zone_of.get(index).copied().flatten();
                 if let Some(zone) = state.zone {
-                    state.labels.extend(zone_labels[zone].iter().cloned());
+                    labels.extend(zone_labels[zone].iter().cloned());
                 }
                 let fabric = fabric_of[pool_index]
                     .and_then(|f| Some((&spec.fabrics[f], analysis.fabrics.get(f)?.as_ref()?)));
                 if let Some((fabric, design)) = fabric
                     && let Some(position) = position(node, fabric)
                 {
-                    for (slot, (key, value)) in topology::labels(position, pool, fabric, design)
-                        .into_iter()
-                        .enumerate()
-                    {
-                        // The NVLink domain is nearly unique per node: sharing it would only cost.
-                        let value = if slot == 0 {
-                            Arc::from(value)
-                        } else {
-                            strings.get(&value)
-                        };
-                        state.labels.push((strings.get(key), value));
-                    }
+                    // The NVLink domain is nearly unique per node: sharing it would only cost.
+                    let (key, value) = topology::nvlink_label(position, pool, fabric);
+                    labels.push((strings.get(key), Arc::from(value)));
+                    // Switch labels are made once per leaf group.
+                    let group = topology::leaf_group(position, fabric);
+                    let shared = switch_labels.entry((pool_index, group)).or_insert_with(|| {
+                        topology::switch_labels(group, fabric, design)
+                            .into_iter()
+                            .map(|(k, v)| (strings.get(k), strings.get(&v)))
+                            .collect::<Vec<Label>>()
+                    });
+                    labels.extend(shared.iter().cloned());
                 }
                 if let Some(&(zone, rank)) = leave_rank.get(&index) {
                     state.leave_rank = Some(rank);
@@ -195,9 +197,10 @@ impl DesiredNodes {
                         effect: "NoSchedule".into(),
                     });
                 }
-                state.labels.sort();
-                state.labels.dedup_by(|a, b| a.0 == b.0);
+                labels.sort();
+                labels.dedup_by(|a, b| a.0 == b.0);
             }
+            state.labels = labels.into();
             states.insert(Arc::from(node.name.as_str()), Some(state));
         }
         Self {

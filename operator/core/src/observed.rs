@@ -2,7 +2,7 @@
 //! it owns, what runs on each node, which third-party APIs are served, and `now`. The offline
 //! CLI builds it from an inventory or from [`simulate`]d nodes; the operator from its watches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub use k8s_openapi::jiff::Timestamp;
 use kelvin_crds::{
@@ -48,7 +48,6 @@ impl Default for ServedApis {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     nodes: Vec<NodeInfo>,
-    index: HashMap<String, usize>,
     /// Objects Kelvin owns for this GpuCluster, by identity (empty offline).
     pub objects: BTreeMap<ObjectKey, Value>,
     /// Per node name; a node not listed runs nothing Kelvin waits for.
@@ -76,14 +75,8 @@ impl Observed {
                 name: pair[0].name.clone(),
             });
         }
-        let index = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| (node.name.clone(), i))
-            .collect();
         Ok(Self {
             nodes,
-            index,
             objects: BTreeMap::new(),
             workloads: BTreeMap::new(),
             apis: ServedApis::default(),
@@ -96,9 +89,11 @@ impl Observed {
         &self.nodes
     }
 
-    /// Position of the node called `name` in [`Self::nodes`], in O(1).
+    /// Position of the node called `name` in [`Self::nodes`] (binary search: they are sorted).
     pub fn node_index(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        self.nodes
+            .binary_search_by(|node| node.name.as_str().cmp(name))
+            .ok()
     }
 
     /// What runs on node `name`.

@@ -2,7 +2,7 @@
 //! cooling and fabric reports. Pure; the CLI prints it and the operator executes it (the same
 //! `Planned` carries the objects and node writes).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use kelvin_crds::{
     diagnostics::{Diagnostic, Severity},
@@ -267,8 +267,16 @@ fn contains(current: &Value, wanted: &Value) -> bool {
 /// Counts the writes per pool and per kind of change.
 fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Vec<PoolNodeChanges> {
     let pools = &cluster.spec.gpu_pools;
-    // Count first, format once per distinct item. Index pools.len() is "no pool".
-    let mut counts: Vec<HashMap<(&str, &str), u64>> = vec![HashMap::new(); pools.len() + 1];
+    // Count first, format once per distinct item. Index pools.len() is "no pool". Label keys
+    // are interned, so a short list compared by pointer first beats hashing every key.
+    let mut counts: Vec<Vec<(&str, &str, u64)>> = vec![Vec::new(); pools.len() + 1];
+    fn count<'a>(counts: &mut Vec<(&'a str, &'a str, u64)>, verb: &'a str, key: &'a str) {
+        let same = |k: &str| std::ptr::eq(k, key) || k == key;
+        match counts.iter_mut().find(|(v, k, _)| *v == verb && same(k)) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((verb, key, 1)),
+        }
+    }
     let mut taint_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); pools.len() + 1];
     let mut changed = vec![0u64; pools.len() + 1];
     for write in &rollout.writes {
@@ -289,10 +297,10 @@ fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Ve
             } else {
                 "+label"
             };
-            *counts[pool].entry((verb, key.as_ref())).or_default() += 1;
+            count(&mut counts[pool], verb, key.as_ref());
         }
         for key in &write.diff.remove_labels {
-            *counts[pool].entry(("-label", key.as_str())).or_default() += 1;
+            count(&mut counts[pool], "-label", key.as_str());
         }
         for taint in &write.diff.add_taints {
             *taint_counts[pool]
@@ -321,7 +329,7 @@ fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Ve
         .map(|(index, name)| {
             let mut items: BTreeMap<String, u64> = counts[index]
                 .iter()
-                .map(|((verb, key), count)| (format!("{verb} {key}"), *count))
+                .map(|(verb, key, count)| (format!("{verb} {key}"), *count))
                 .collect();
             items.append(&mut taint_counts[index]);
             PoolNodeChanges {

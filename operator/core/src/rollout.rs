@@ -10,7 +10,10 @@
 //! out-of-service taints and the pool's own taints share the pool's budget; nodes cooling
 //! must take out go first, in the zone's leaving order, then the rest by name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
@@ -155,7 +158,7 @@ pub struct NodeWrite {
     pub zone: Option<usize>,
     /// The whole label set Kelvin applies (server-side apply: labels it owned and left out
     /// are removed by the API server).
-    pub labels: Vec<Label>,
+    pub labels: Arc<[Label]>,
     /// What this write changes (labels, taints), for output and metrics.
     pub diff: NodeDiff,
     /// The node's full taint list after the write, when taints change (foreign taints kept,
@@ -189,7 +192,7 @@ impl NodeWrite {
         for key in &self.diff.remove_labels {
             node.labels.remove(key);
         }
-        for (key, value) in &self.labels {
+        for (key, value) in self.labels.iter() {
             node.labels.insert(key.to_string(), value.to_string());
         }
         node.kelvin_label_keys = Some(self.labels.iter().map(|(k, _)| k.to_string()).collect());
@@ -378,17 +381,19 @@ fn node_write(
     } = c;
     let mut labels = state.labels.clone();
     if holds.is_some() {
+        let mut held_labels = labels.to_vec();
         // Keep the node's current value of a disruptive label (or leave it unset).
         let held = |key: &str| DISRUPTIVE_LABELS.contains(&key);
         diff.set_labels.retain(|(k, _)| !held(k));
-        labels.retain(|(k, _)| !held(k) || node.labels.contains_key(k.as_ref()));
-        for (key, value) in labels.iter_mut() {
+        held_labels.retain(|(k, _)| !held(k) || node.labels.contains_key(k.as_ref()));
+        for (key, value) in held_labels.iter_mut() {
             if held(key)
                 && let Some(current) = node.labels.get(key.as_ref())
             {
                 *value = current.as_str().into();
             }
         }
+        labels = held_labels.into();
         // Hold the repelling taints back, and keep what they would have replaced.
         let repelling: Vec<NodeTaint> = diff
             .add_taints

@@ -68,26 +68,28 @@ fn block(group: u64, design: &FabricDesign) -> u64 {
     }
 }
 
-/// Topology labels of a node at `position`, as (key, value). The accelerator (NVLink domain)
-/// comes first: it is the one value most nodes do not share.
-pub fn labels<'a>(
-    position: u64,
-    pool: &GpuPool,
+/// The NVLink-domain label of a node at `position`, as (key, value).
+pub fn nvlink_label<'a>(position: u64, pool: &GpuPool, fabric: &'a Fabric) -> (&'a str, String) {
+    (
+        fabric.topology.labels.accelerator.as_str(),
+        nvlink_domain_name(&pool.name, position / nodes_per_domain(pool, fabric)),
+    )
+}
+
+/// The switch labels every node of leaf group `group` shares, as (key, value): its leaf, and
+/// its spine block and core where the fabric has those tiers.
+pub fn switch_labels<'a>(
+    group: u64,
     fabric: &'a Fabric,
     design: &FabricDesign,
 ) -> Vec<(&'a str, String)> {
     let keys = &fabric.topology.labels;
-    let group = leaf_group(position, fabric);
-    let mut labels = vec![
-        (
-            keys.accelerator.as_str(),
-            nvlink_domain_name(&pool.name, position / nodes_per_domain(pool, fabric)),
-        ),
-        (keys.leaf.as_str(), leaf_name(&fabric.name, group)),
-    ];
+    let mut labels = vec![(keys.leaf.as_str(), leaf_name(&fabric.name, group))];
     if design.tiers >= 2 {
-        let block = block(group, design);
-        labels.push((keys.spine.as_str(), spine_name(&fabric.name, block)));
+        labels.push((
+            keys.spine.as_str(),
+            spine_name(&fabric.name, block(group, design)),
+        ));
     }
     if design.tiers >= 3 {
         labels.push((keys.core.as_str(), core_name(&fabric.name)));
