@@ -5,6 +5,7 @@
 #                                                 kube-scheduler and kwok; print the exports
 #   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
 #   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
+#   tests/cluster.sh nodes from-spec -f SPEC      create the nodes an offline plan of SPEC simulates
 #   tests/cluster.sh stats [--dir DIR]            memory of each component, etcd size, object counts
 #   tests/cluster.sh down [--dir DIR]             stop everything and remove DIR
 #
@@ -30,7 +31,7 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,12p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$self" | sed 's/^# \{0,1\}//'; }
 
 # --- small helpers -------------------------------------------------------------------------
 

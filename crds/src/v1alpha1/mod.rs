@@ -61,14 +61,9 @@ pub const API_VERSION: &str = "kelvin.dev/v1alpha1";
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(
-    validation = Rule::new("self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))")
-        .message("every spec.gpuPools[].fabric must name an entry of spec.fabrics: add the fabric or fix the pool's fabric name")
-        .reason(Reason::FieldValueInvalid),
-    validation = Rule::new("!has(self.scheduling) || self.scheduling.tenants.all(t, t.gpuQuota.all(k, self.gpuPools.exists(p, p.name == k)))")
-        .message("every key of spec.scheduling.tenants[].gpuQuota must name an entry of spec.gpuPools: add the pool or fix the quota's pool name")
-        .reason(Reason::FieldValueInvalid),
-)]
+// The reference rules are added by `reference_rules`, not `x_kube(validation)`: kube's `Rule`
+// holds a message or a messageExpression, and these carry both.
+#[schemars(transform = reference_rules)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GpuClusterSpec {
     /// Facility-wide figures: the power budget and the power usage effectiveness.
@@ -95,6 +90,71 @@ pub struct GpuClusterSpec {
     /// Priorities, tenants with GPU quotas, and topology-aware scheduling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<Scheduling>,
+}
+
+/// A root CEL rule whose failure message names what is wrong (`message_expression`), with a
+/// static `message` the API server falls back to should that expression fail.
+struct ReferenceRule {
+    rule: &'static str,
+    message: &'static str,
+    message_expression: &'static str,
+}
+
+/// The rules checking that names used inside the spec resolve. A messageExpression is only
+/// evaluated when its rule failed. It names the first offender in list order: the pool (index
+/// and name) and the fabric it names; the tenant and its quota key naming no pool, or how many
+/// keys do when several do. (The API server iterates a map's keys in no fixed order, and kube-cel
+/// in a HashMap's; `min()` or a pairwise comparison would pick one deterministically but cost
+/// more than the API server's budget allows.)
+///
+/// Written for the API server's static cost estimate, which must stay within its budget (10^7
+/// per expression; the quota one is estimated near 4 x 10^6): one comprehension per list or map,
+/// as the 3-argument `map` filters too and a `filter(...).map(...)` chain loses the iteration
+/// variable's bounded field sizes; `format` rather than `+`, as a concatenation with a value of
+/// unknown size such as `string(i)` is estimated as unbounded; and the dangling keys computed
+/// once per tenant, bound to `d` by iterating a one-element list (CEL for CRDs has no
+/// `cel.bind`), with `''` for tenants that have none.
+const REFERENCE_RULES: [ReferenceRule; 2] = [
+    ReferenceRule {
+        rule: "self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))",
+        message: "every spec.gpuPools[].fabric must name an entry of spec.fabrics: add the fabric or fix the pool's fabric name",
+        message_expression: concat!(
+            "self.gpuPools.map(p, !self.fabrics.exists(f, f.name == p.fabric), ",
+            "\"spec.gpuPools[%d] (%s) names fabric %s, which is not in spec.fabrics: add it or fix the pool's fabric\"",
+            ".format([self.gpuPools.indexOf(p), p.name, p.fabric]))[0]",
+        ),
+    },
+    ReferenceRule {
+        rule: "!has(self.scheduling) || self.scheduling.tenants.all(t, t.gpuQuota.all(k, self.gpuPools.exists(p, p.name == k)))",
+        message: "every key of spec.scheduling.tenants[].gpuQuota must name an entry of spec.gpuPools: add the pool or fix the quota's pool name",
+        message_expression: concat!(
+            "self.scheduling.tenants.map(t, [t.gpuQuota.filter(k, !self.gpuPools.exists(p, p.name == k))].map(d, ",
+            "d.size() == 0 ? '' : d.size() == 1 ? ",
+            "\"spec.scheduling.tenants[%d] (%s) has a gpuQuota for pool %s, which is not in spec.gpuPools: add the pool or fix the quota's pool name\"",
+            ".format([self.scheduling.tenants.indexOf(t), t.name, d[0]]) : ",
+            "\"spec.scheduling.tenants[%d] (%s) has a gpuQuota for %d pools that are not in spec.gpuPools: add the pools or fix the quota's pool names\"",
+            ".format([self.scheduling.tenants.indexOf(t), t.name, d.size()]))[0]).filter(m, m != '')[0]",
+        ),
+    },
+];
+
+/// Adds [`REFERENCE_RULES`] to the schema of `spec`.
+fn reference_rules(schema: &mut schemars::Schema) {
+    let rules = REFERENCE_RULES.iter().map(|r| {
+        serde_json::json!({
+            "rule": r.rule,
+            "message": r.message,
+            "messageExpression": r.message_expression,
+            "reason": "FieldValueInvalid",
+        })
+    });
+    let validations = schema
+        .ensure_object()
+        .entry("x-kubernetes-validations")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(list) = validations.as_array_mut() {
+        list.extend(rules);
+    }
 }
 
 /// Facility-wide power figures.
@@ -134,5 +194,97 @@ impl LabelSelectorExt for k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelS
             }
         }
         labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages `kelvin validate` gets (schema, defaults, then kube-cel) for examples/small
+    /// with each `(from, to)` replaced once.
+    fn cel_messages(edits: &[(&str, &str)]) -> Vec<String> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/small/cluster.yaml"
+        );
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from:?} not in examples/small");
+            text = text.replacen(from, to, 1);
+        }
+        let (clusters, diagnostics) = crate::load::load_gpu_clusters("small.yaml", text.as_bytes());
+        assert!(clusters.is_empty(), "accepted with {edits:?}");
+        diagnostics.into_iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn reference_rules_carry_a_message_and_a_message_expression() {
+        let schema = crate::load::gpu_cluster_schema();
+        let rules = schema["properties"]["spec"]["x-kubernetes-validations"]
+            .as_array()
+            .unwrap();
+        for expected in &REFERENCE_RULES {
+            let rule = rules
+                .iter()
+                .find(|r| r["rule"] == expected.rule)
+                .unwrap_or_else(|| panic!("{} not in the schema", expected.rule));
+            assert_eq!(rule["message"], expected.message);
+            assert_eq!(rule["messageExpression"], expected.message_expression);
+            assert_eq!(rule["reason"], "FieldValueInvalid");
+        }
+    }
+
+    #[test]
+    fn a_pool_naming_a_missing_fabric_is_named_with_that_fabric() {
+        // The second pool: the index counts.
+        let messages = cel_messages(&[("fabric: lab-eth", "fabric: lab-roce")]);
+        assert_eq!(
+            messages,
+            [
+                "spec.gpuPools[1] (l40s-shared) names fabric lab-roce, which is not in spec.fabrics: add it or fix the pool's fabric"
+            ]
+        );
+    }
+
+    #[test]
+    fn of_two_dangling_pools_the_first_is_named() {
+        let messages = cel_messages(&[
+            ("fabric: lab-ib", "fabric: ib-x"),
+            ("fabric: lab-eth", "fabric: eth-x"),
+        ]);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].starts_with("spec.gpuPools[0] (a100-mig) names fabric ib-x,"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn a_quota_naming_a_missing_pool_is_named_with_its_tenant() {
+        let messages = cel_messages(&[(
+            "gpuQuota: {l40s-shared: 16}",
+            "gpuQuota: {l40s-shared: 4, l40s: 16}",
+        )]);
+        assert_eq!(
+            messages,
+            [
+                "spec.scheduling.tenants[1] (ci) has a gpuQuota for pool l40s, which is not in spec.gpuPools: add the pool or fix the quota's pool name"
+            ]
+        );
+    }
+
+    #[test]
+    fn several_dangling_quota_keys_are_counted_not_picked_at_random() {
+        let messages = cel_messages(&[(
+            "gpuQuota: {l40s-shared: 16}",
+            "gpuQuota: {l40s: 16, a100: 1, l40s-shared: 4}",
+        )]);
+        assert_eq!(
+            messages,
+            [
+                "spec.scheduling.tenants[1] (ci) has a gpuQuota for 2 pools that are not in spec.gpuPools: add the pools or fix the quota's pool names"
+            ]
+        );
     }
 }

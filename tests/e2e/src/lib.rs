@@ -10,7 +10,8 @@
 //!
 //! [`GpuNodes`] creates Node objects that look like a provisioning system left them (hall,
 //! cooling loop, rack, SKU labels and `nvidia.com/gpu` capacity); kwok keeps them Ready and runs
-//! the pods scheduled to them.
+//! the pods scheduled to them. [`SpecNodes`] creates the nodes `kelvin plan --offline` simulates
+//! for a spec, as they are.
 
 pub mod cluster;
 pub mod crd;
@@ -18,5 +19,5 @@ pub mod nodes;
 pub mod process;
 
 pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};
-pub use nodes::{GpuNodes, Layout, sets_from_spec};
+pub use nodes::{GpuNodes, Layout, SpecNodes};
 pub use process::{run, workspace_binary};

@@ -7,8 +7,13 @@
 //! annotation `kwok.x-k8s.io/node: fake` that tells kwok to manage it. kwok's node-initialize
 //! stage keeps the capacity we set and marks the node Ready; its pod stages run the pods the
 //! scheduler binds to it.
+//!
+//! [`SpecNodes`] are the other kind: the nodes `kelvin plan --offline` simulates for a spec
+//! (kelvin-core's `observed::simulate`), created as they are, so a live plan and an offline
+//! plan of one spec see the same nodes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kelvin_crds::diagnostics::has_errors;
+use kelvin_crds::node::NodeInfo;
+use kelvin_crds::v1alpha1::GpuClusterSpec;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
@@ -90,12 +98,6 @@ pub struct GpuNodes {
     pub layout: Layout,
     /// Extra labels; they override the generated ones.
     pub labels: BTreeMap<String, String>,
-    /// Labels by range of nodes: `(i, labels)` adds `labels` to node `i` and the nodes after
-    /// it, until the next entry (used to place a pool's nodes in successive cooling zones).
-    pub segments: Vec<(usize, BTreeMap<String, String>)>,
-    /// Generated labels to leave out (e.g. the keys cooling zones select on, when the zones'
-    /// labels are set through `segments`).
-    pub omit: Vec<String>,
     pub taints: Vec<Taint>,
     /// Concurrent create/delete requests.
     pub parallelism: usize,
@@ -115,8 +117,6 @@ impl GpuNodes {
             gpus_per_node: 8,
             layout: Layout::default(),
             labels: BTreeMap::new(),
-            segments: Vec::new(),
-            omit: Vec::new(),
             taints: Vec::new(),
             parallelism: 32,
         }
@@ -163,22 +163,13 @@ impl GpuNodes {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        labels.retain(|k, _| !self.omit.contains(k));
         labels.extend(self.labels.clone());
-        if let Some((_, extra)) = self.segments.iter().rev().find(|(from, _)| *from <= i) {
-            labels.extend(extra.clone());
-        }
 
-        let resources: BTreeMap<String, Quantity> = [
-            ("cpu", "224".to_string()),
-            ("memory", "2Ti".to_string()),
-            ("ephemeral-storage", "30Ti".to_string()),
-            ("pods", "110".to_string()),
-            (self.resource.as_str(), self.gpus_per_node.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Quantity(v)))
-        .collect();
+        let mut resources = host_resources();
+        resources.insert(
+            self.resource.clone(),
+            Quantity(self.gpus_per_node.to_string()),
+        );
 
         Node {
             metadata: ObjectMeta {
@@ -202,197 +193,294 @@ impl GpuNodes {
     /// Creates the nodes, `parallelism` requests at a time. Nodes that already exist are
     /// counted, not replaced. Returns how many were created.
     pub async fn create(&self, client: &Client) -> Result<usize> {
-        let api: Api<Node> = Api::all(client.clone());
         let this = Arc::new(self.clone());
-        let results = for_each_parallel(self.count, self.parallelism, move |i| {
-            let api = api.clone();
-            let this = this.clone();
-            async move {
-                let node = this.node(i);
-                match api.create(&PostParams::default(), &node).await {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
-                    Err(e) => Err(anyhow!(e).context(format!("creating node {}", this.name(i)))),
-                }
-            }
-        })
-        .await?;
-        Ok(results.into_iter().filter(|created| *created).count())
+        create_nodes(client, self.count, self.parallelism, move |i| this.node(i)).await
     }
 
     /// Counts the nodes of this set that exist and that are Ready.
     pub async fn count_ready(&self, client: &Client) -> Result<(usize, usize)> {
-        let api: Api<Node> = Api::all(client.clone());
-        let mut params = ListParams::default().labels(&self.selector()).limit(1000);
-        let (mut total, mut ready) = (0, 0);
-        loop {
-            let list = api.list(&params).await.context("listing nodes")?;
-            total += list.items.len();
-            ready += list.items.iter().filter(|n| is_ready(n)).count();
-            match list.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
-        Ok((total, ready))
+        count_ready(client, Some(&self.selector()), |_| true).await
     }
 
     /// Waits until all `count` nodes are Ready; returns how long that took.
     pub async fn wait_ready(&self, client: &Client, timeout: Duration) -> Result<Duration> {
-        let started = Instant::now();
-        let mut last = (0, 0);
-        while started.elapsed() < timeout {
-            last = self.count_ready(client).await?;
-            if last.1 >= self.count {
-                return Ok(started.elapsed());
-            }
-            let pause = if self.count > 1000 { 1000 } else { 250 };
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-        }
-        bail!(
-            "{} of {} nodes {}* Ready after {timeout:?} ({} exist)",
-            last.1,
-            self.count,
-            self.prefix,
-            last.0
-        )
+        wait_ready(&format!("{}*", self.prefix), self.count, timeout, || {
+            self.count_ready(client)
+        })
+        .await
     }
 
     /// Deletes the nodes of this set, `parallelism` requests at a time.
     pub async fn delete(&self, client: &Client) -> Result<()> {
-        let api: Api<Node> = Api::all(client.clone());
         let this = Arc::new(self.clone());
-        for_each_parallel(self.count, self.parallelism, move |i| {
-            let api = api.clone();
-            let name = this.name(i);
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-                    Err(e) => Err(anyhow!(e).context(format!("deleting node {name}"))),
-                }
-            }
-        })
-        .await?;
-        Ok(())
+        delete_nodes(client, self.count, self.parallelism, move |i| this.name(i)).await
     }
 }
 
-/// The nodes a GpuCluster spec describes, one set per pool, as the site's provisioning would
-/// leave them: named `{pool}-{position}` with positions running on across pools, labelled with
-/// the pool's `nodeSelector.matchLabels`, with `accelerator.perNode` accelerators of the pool's
-/// resource, and placed in the cooling zones in order: each zone (whose selector has only
-/// `matchLabels` not contradicting the pool's) takes nodes until their IT power
-/// (`perNode x tdpWatts + hostPowerWatts`) reaches its `capacityKW`; the zone's labels go on
-/// them. Nodes that fit no zone get none of the labels zones select on. `max_per_pool` caps
-/// `expectedNodes`.
-pub fn sets_from_spec(
-    cluster: &serde_json::Value,
-    max_per_pool: Option<usize>,
-) -> Result<Vec<GpuNodes>> {
-    let spec = &cluster["spec"];
-    let pools = spec["gpuPools"]
-        .as_array()
-        .context("spec.gpuPools is missing or not a list")?;
-    let mut zones: Vec<(BTreeMap<String, String>, f64)> = spec["coolingZones"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+/// What every fake node has besides its accelerators, so that pods asking for CPU and memory
+/// schedule (a node without `pods` capacity takes none).
+fn host_resources() -> BTreeMap<String, Quantity> {
+    [
+        ("cpu", "224"),
+        ("memory", "2Ti"),
+        ("ephemeral-storage", "30Ti"),
+        ("pods", "110"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+    .collect()
+}
+
+/// The nodes `kelvin plan --offline` plans a spec against when it has no inventory
+/// (kelvin-core's [`kelvin_core::observed::simulate`]), to be created as kwok nodes: the same
+/// names, labels, taints and accelerators, so that planning against them live (or against
+/// `kubectl get nodes` of them) gives the offline plan. There is one implementation of what a
+/// spec's nodes look like, and it is kelvin-core's.
+#[derive(Clone, Debug)]
+pub struct SpecNodes {
+    /// The simulated nodes, in kelvin-core's order.
+    pub nodes: Vec<NodeInfo>,
+    /// Concurrent create/delete requests.
+    pub parallelism: usize,
+}
+
+impl SpecNodes {
+    /// The nodes of `spec` (defaults applied), at most `max_per_pool` of each pool (the first
+    /// ones, as `simulate_at_most` picks them).
+    pub fn simulate(spec: &GpuClusterSpec, max_per_pool: Option<usize>) -> Self {
+        SpecNodes {
+            nodes: kelvin_core::observed::simulate_at_most(
+                spec,
+                max_per_pool.unwrap_or(usize::MAX),
+            ),
+            parallelism: 32,
+        }
+    }
+
+    /// The nodes of the one GpuCluster in `path`, read by the loader `kelvin` uses (schema,
+    /// defaults, CEL). A spec failing those checks is refused with the loader's findings
+    /// (file:line: path: message); the physics checks of `kelvin validate` do not apply.
+    pub fn from_file(path: &Path, max_per_pool: Option<usize>) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = path.display().to_string();
+        let (clusters, diagnostics) = kelvin_crds::load::load_gpu_clusters(&file, &bytes);
+        if has_errors(&diagnostics) {
+            let findings: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            bail!("{file} is not a valid spec:\n{}", findings.join("\n"));
+        }
+        match clusters.as_slice() {
+            [(cluster, _)] => Ok(Self::simulate(&cluster.spec, max_per_pool)),
+            // Names of two sites' simulated nodes can collide; one at a time.
+            other => bail!(
+                "{file} holds {} GpuClusters; from-spec reads a file with exactly one",
+                other.len()
+            ),
+        }
+    }
+
+    /// The Node object of the `i`-th node (pure): its labels, taints and Kelvin annotations as
+    /// simulated, its accelerators added to [`host_resources`], and kwok's annotation. kwok
+    /// marks every node Ready, as `simulate` does.
+    pub fn node(&self, i: usize) -> Node {
+        kwok_node(&self.nodes[i])
+    }
+
+    /// Creates the nodes, `parallelism` requests at a time; existing ones are counted, not
+    /// replaced. Returns how many were created.
+    pub async fn create(&self, client: &Client) -> Result<usize> {
+        let this = Arc::new(self.clone());
+        create_nodes(client, self.nodes.len(), self.parallelism, move |i| {
+            this.node(i)
+        })
+        .await
+    }
+
+    /// Counts the nodes of this set that exist and that are Ready.
+    pub async fn count_ready(&self, client: &Client) -> Result<(usize, usize)> {
+        // The labels are the simulated ones and nothing else, so the set is known by its names.
+        let names: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        count_ready(client, None, |node| {
+            node.metadata
+                .name
+                .as_deref()
+                .is_some_and(|name| names.contains(name))
+        })
+        .await
+    }
+
+    /// Waits until every node is Ready; returns how long that took.
+    pub async fn wait_ready(&self, client: &Client, timeout: Duration) -> Result<Duration> {
+        wait_ready("simulated from the spec", self.nodes.len(), timeout, || {
+            self.count_ready(client)
+        })
+        .await
+    }
+
+    /// Deletes the nodes, `parallelism` requests at a time.
+    pub async fn delete(&self, client: &Client) -> Result<()> {
+        let this = Arc::new(self.clone());
+        delete_nodes(client, self.nodes.len(), self.parallelism, move |i| {
+            this.nodes[i].name.clone()
+        })
+        .await
+    }
+}
+
+/// A simulated node as a kwok-managed Node object.
+fn kwok_node(info: &NodeInfo) -> Node {
+    let with_host = |extended: &BTreeMap<String, u64>| {
+        let mut resources = host_resources();
+        resources.extend(
+            extended
+                .iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.to_string()))),
+        );
+        resources
+    };
+    // NodeInfo's allocatable defaults to its capacity when empty.
+    let allocatable = if info.allocatable.is_empty() {
+        &info.capacity
+    } else {
+        &info.allocatable
+    };
+    let mut annotations = info.annotations.clone();
+    annotations.insert(KWOK_ANNOTATION.to_string(), "fake".to_string());
+    let taints: Vec<Taint> = info
+        .taints
         .iter()
-        .filter(|z| z["nodeSelector"]["matchExpressions"].is_null())
-        .filter_map(|z| {
-            let labels = string_map(&z["nodeSelector"]["matchLabels"]);
-            let watts = z["capacityKW"].as_f64()? * 1000.0;
-            (!labels.is_empty()).then_some((labels, watts))
+        .map(|t| Taint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: t.effect.clone(),
+            time_added: None,
         })
         .collect();
-    let mut position = 0;
-    let mut sets = Vec::new();
-    for (p, pool) in pools.iter().enumerate() {
-        let path = format!("spec.gpuPools[{p}]");
-        let name = pool["name"]
-            .as_str()
-            .with_context(|| format!("{path}.name is missing"))?;
-        let expected = pool["expectedNodes"]
-            .as_u64()
-            .with_context(|| format!("{path}.expectedNodes is missing"))?;
-        let count = usize::try_from(expected)?.min(max_per_pool.unwrap_or(usize::MAX));
-        let acc = &pool["accelerator"];
-        let vendor = acc["vendor"].as_str().unwrap_or("nvidia");
-        let per_node = acc["perNode"]
-            .as_u64()
-            .with_context(|| format!("{path}.accelerator.perNode is missing"))?;
-        let model = acc["model"].as_str().unwrap_or(name);
-        let pool_labels = string_map(&pool["nodeSelector"]["matchLabels"]);
-
-        let mut set = GpuNodes::new(name, count);
-        set.start = position;
-        set.gpus_per_node = u32::try_from(per_node)?;
-        set.resource = match acc["resourceName"].as_str() {
-            Some(r) => r.to_string(),
-            None => match vendor {
-                "amd" => "amd.com/gpu",
-                "intel" => "gpu.intel.com/i915",
-                _ => "nvidia.com/gpu",
-            }
-            .to_string(),
-        };
-        set.gpu_product = if vendor == "nvidia" {
-            format!("NVIDIA-{model}")
-        } else {
-            model.to_string()
-        };
-        set.sku = pool_labels
-            .get("kelvin.dev/sku")
-            .cloned()
-            .unwrap_or_else(|| name.to_string());
-        set.labels = pool_labels.clone();
-        set.omit = zones.iter().flat_map(|(l, _)| l.keys().cloned()).collect();
-
-        let node_watts = per_node as f64 * acc["tdpWatts"].as_f64().unwrap_or(0.0)
-            + pool["hostPowerWatts"].as_f64().unwrap_or(0.0);
-        let mut i = 0;
-        for (zone_labels, left) in zones.iter_mut() {
-            if i >= count {
-                break;
-            }
-            let conflicts = zone_labels
-                .iter()
-                .any(|(k, v)| pool_labels.get(k).is_some_and(|pv| pv != v));
-            if conflicts || *left < node_watts {
-                continue;
-            }
-            let fit = if node_watts > 0.0 {
-                ((*left / node_watts).floor() as usize).min(count - i)
-            } else {
-                count - i
-            };
-            set.segments.push((i, zone_labels.clone()));
-            *left -= fit as f64 * node_watts;
-            i += fit;
-        }
-        if i < count {
-            // The rest fit no zone.
-            set.segments.push((i, BTreeMap::new()));
-        }
-        position += count;
-        sets.push(set);
+    Node {
+        metadata: ObjectMeta {
+            name: Some(info.name.clone()),
+            labels: Some(info.labels.clone()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec {
+            taints: (!taints.is_empty()).then_some(taints),
+            ..NodeSpec::default()
+        }),
+        status: Some(NodeStatus {
+            capacity: Some(with_host(&info.capacity)),
+            allocatable: Some(with_host(allocatable)),
+            ..NodeStatus::default()
+        }),
     }
-    Ok(sets)
 }
 
-fn string_map(value: &serde_json::Value) -> BTreeMap<String, String> {
-    value
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                    (k.clone(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Creates `make(0..count)`, `parallelism` requests at a time; a node that already exists is
+/// left as it is. Returns how many were created.
+async fn create_nodes<F>(
+    client: &Client,
+    count: usize,
+    parallelism: usize,
+    make: F,
+) -> Result<usize>
+where
+    F: Fn(usize) -> Node + Send + Sync + 'static,
+{
+    let api: Api<Node> = Api::all(client.clone());
+    let make = Arc::new(make);
+    let results = for_each_parallel(count, parallelism, move |i| {
+        let api = api.clone();
+        let node = make(i);
+        async move {
+            match api.create(&PostParams::default(), &node).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
+                Err(e) => {
+                    let name = node.metadata.name.unwrap_or_default();
+                    Err(anyhow!(e).context(format!("creating node {name}")))
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(results.into_iter().filter(|created| *created).count())
+}
+
+/// Deletes the nodes called `name(0..count)`, `parallelism` requests at a time; missing ones
+/// are fine.
+async fn delete_nodes<F>(client: &Client, count: usize, parallelism: usize, name: F) -> Result<()>
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
+    let api: Api<Node> = Api::all(client.clone());
+    let name = Arc::new(name);
+    for_each_parallel(count, parallelism, move |i| {
+        let api = api.clone();
+        let name = name(i);
+        async move {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+                Err(e) => Err(anyhow!(e).context(format!("deleting node {name}"))),
+            }
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Counts the nodes (those matching `selector`, if given) for which `keep` holds, and how many
+/// of them are Ready; lists in pages of 1,000.
+async fn count_ready(
+    client: &Client,
+    selector: Option<&str>,
+    keep: impl Fn(&Node) -> bool,
+) -> Result<(usize, usize)> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut params = ListParams::default().limit(1000);
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
+    let (mut total, mut ready) = (0, 0);
+    loop {
+        let list = api.list(&params).await.context("listing nodes")?;
+        let kept: Vec<&Node> = list.items.iter().filter(|n| keep(n)).collect();
+        total += kept.len();
+        ready += kept.iter().filter(|n| is_ready(n)).count();
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok((total, ready))
+}
+
+/// Polls `count` (existing, Ready) until `expected` nodes are Ready or `timeout` passes;
+/// returns how long it took. `what` names the nodes in the error.
+async fn wait_ready<F, Fut>(
+    what: &str,
+    expected: usize,
+    timeout: Duration,
+    mut count: F,
+) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(usize, usize)>>,
+{
+    let started = Instant::now();
+    let mut last = (0, 0);
+    while started.elapsed() < timeout {
+        last = count().await?;
+        if last.1 >= expected {
+            return Ok(started.elapsed());
+        }
+        let pause = if expected > 1000 { 1000 } else { 250 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    bail!(
+        "{} of {expected} nodes {what} Ready after {timeout:?} ({} exist)",
+        last.1,
+        last.0
+    )
 }
 
 /// True when the node's `Ready` condition is `True`.
@@ -496,47 +584,44 @@ mod tests {
     }
 
     #[test]
-    fn spec_pools_become_node_sets_filling_cooling_zones_in_order() {
-        let spec = serde_json::json!({"spec": {
-            "coolingZones": [
-                {"name": "z1", "capacityKW": 25, "nodeSelector": {"matchLabels": {"kelvin.dev/loop": 1}}},
-                {"name": "z2", "capacityKW": 100, "nodeSelector": {"matchLabels": {"kelvin.dev/loop": "2"}}},
-            ],
-            "gpuPools": [
-                {"name": "h100", "expectedNodes": 4,
-                 "nodeSelector": {"matchLabels": {"kelvin.dev/sku": "hgx-h100"}},
-                 "accelerator": {"vendor": "nvidia", "model": "H100-SXM5-80GB", "perNode": 8, "tdpWatts": 700},
-                 "hostPowerWatts": 4400},
-                {"name": "mi300", "expectedNodes": 50,
-                 "nodeSelector": {"matchLabels": {"kelvin.dev/sku": "mi300x"}},
-                 "accelerator": {"vendor": "amd", "model": "MI300X", "perNode": 8, "tdpWatts": 750},
-                 "hostPowerWatts": 4000},
-            ],
-        }});
-        let sets = sets_from_spec(&spec, Some(20)).unwrap();
-        assert_eq!(sets.len(), 2);
-        let (h100, mi300) = (&sets[0], &sets[1]);
-        assert_eq!((h100.count, h100.start), (4, 0));
-        assert_eq!((mi300.count, mi300.start), (20, 4));
-        assert_eq!(h100.resource, "nvidia.com/gpu");
-        assert_eq!(mi300.resource, "amd.com/gpu");
-        assert_eq!(h100.name(0), "h100-00000");
-        assert_eq!(mi300.name(0), "mi300-00004");
-        // 10 kW per H100 node: two fit the 25 kW zone, the other two go to the next one.
-        let loop_of =
-            |set: &GpuNodes, i| set.node(i).metadata.labels.unwrap()["kelvin.dev/loop"].clone();
-        assert_eq!(loop_of(h100, 1), "1");
-        assert_eq!(loop_of(h100, 2), "2");
-        assert_eq!(
-            h100.node(0).metadata.labels.unwrap()["kelvin.dev/sku"],
-            "hgx-h100"
-        );
-        // 10 kW per MI300 node: 80 kW left in z2 holds 8, the other 12 fit nowhere and get no
-        // loop label at all (not even the one their position would give).
-        assert_eq!(loop_of(mi300, 7), "2");
-        let unzoned = mi300.node(8).metadata.labels.unwrap();
-        assert!(!unzoned.contains_key("kelvin.dev/loop"), "{unzoned:?}");
-        assert!(unzoned.contains_key("kelvin.dev/hall"));
+    fn spec_nodes_are_kelvin_cores_simulated_nodes_as_kwok_nodes() {
+        let file = crate::repo_root().join("examples/small/cluster.yaml");
+        let set = SpecNodes::from_file(&file, Some(3)).unwrap();
+        // examples/small: two pools of 4, capped at 3 each.
+        assert_eq!(set.nodes.len(), 6);
+        for (i, info) in set.nodes.iter().enumerate() {
+            let node = set.node(i);
+            assert_eq!(node.metadata.name.as_ref(), Some(&info.name));
+            // Labels exactly as simulated: nothing added that a plan could see.
+            assert_eq!(node.metadata.labels.as_ref(), Some(&info.labels));
+            assert_eq!(node.metadata.annotations.unwrap()[KWOK_ANNOTATION], "fake");
+            let status = node.status.unwrap();
+            let (capacity, allocatable) = (status.capacity.unwrap(), status.allocatable.unwrap());
+            for (resource, count) in &info.capacity {
+                assert_eq!(capacity[resource].0, count.to_string(), "{resource}");
+            }
+            for (resource, count) in &info.allocatable {
+                assert_eq!(allocatable[resource].0, count.to_string(), "{resource}");
+            }
+            assert_eq!(capacity["pods"].0, "110");
+            assert_eq!(allocatable["cpu"].0, "224");
+        }
+    }
+
+    #[test]
+    fn a_spec_kelvin_refuses_is_refused_with_its_findings() {
+        let dir = std::env::temp_dir().join(format!("kelvin-e2e-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.yaml");
+        let text = std::fs::read_to_string(crate::repo_root().join("examples/small/cluster.yaml"))
+            .unwrap()
+            .replacen("expectedNodes: 4", "expectedNode: 4", 1);
+        std::fs::write(&file, text).unwrap();
+        let err = SpecNodes::from_file(&file, None).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The loader's finding, with file:line.
+        assert!(err.contains("expectedNode"), "{err}");
+        assert!(err.contains("bad.yaml:"), "{err}");
     }
 
     #[tokio::test]

@@ -247,51 +247,95 @@ fn apply_stdin(mut kubectl: std::process::Command, list: &serde_json::Value) -> 
 async fn cel_violation_is_rejected_with_the_message_kelvin_validate_prints() -> Result<()> {
     let c = cluster()?;
     let client = with_gpucluster_crd().await?;
-
-    // A valid example with one CEL rule broken: a pool naming a fabric that does not exist.
-    let mut spec = an_example_gpucluster()?;
-    let name = unique_name("cel");
-    spec["metadata"] = json!({"name": name});
-    spec["spec"]["gpuPools"][0]["fabric"] = json!("no-such-fabric");
-
-    let object: DynamicObject = serde_json::from_value(spec.clone())?;
-    let err = gpucluster_api(&client)
-        .create(&PostParams::default(), &object)
-        .await
-        .expect_err("the API server accepted a pool naming a missing fabric");
-    let kube::Error::Api(status) = err else {
-        panic!("expected an API error, got {err:?}");
-    };
-    assert_eq!(status.code, 422, "{status:?}");
-    let messages = rejection_messages(&status);
-    assert!(
-        messages.iter().any(|m| m.contains("fabric")),
-        "rejection does not mention the fabric: {messages:?}"
-    );
-    assert!(
-        gpucluster_api(&client).get_opt(&name).await?.is_none(),
-        "rejected object was stored"
-    );
-
-    // `kelvin validate` rejects the same file with the same words.
-    let file = c.scratch().join(format!("{name}.yaml"));
-    std::fs::write(&file, serde_json::to_string_pretty(&spec)?)?;
     let kelvin = workspace_binary("kelvin", "kelvin")?;
-    let out = output(
-        std::process::Command::new(&kelvin)
-            .args(["validate", "-f"])
-            .arg(&file),
-    )?;
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "kelvin validate: {printed}");
-    for message in messages.iter().filter(|m| m.contains("fabric")) {
+
+    // A valid example with one reference broken at a time. The messages are the rules'
+    // messageExpressions (naming what dangles), not their static fallbacks.
+    let example = an_example_gpucluster()?;
+    let pool = example["spec"]["gpuPools"][0]["name"]
+        .as_str()
+        .context("examples/small's first pool has no name")?;
+    let tenant = example["spec"]["scheduling"]["tenants"][0]["name"]
+        .as_str()
+        .context("examples/small's first tenant has no name")?;
+    // (what, how it breaks the spec, the message expected from both).
+    type Case<'a> = (&'a str, fn(&mut serde_json::Value), String);
+    let cases: [Case; 3] = [
+        (
+            "a pool naming a missing fabric",
+            |spec| spec["spec"]["gpuPools"][0]["fabric"] = json!("no-such-fabric"),
+            format!(
+                "spec.gpuPools[0] ({pool}) names fabric no-such-fabric, which is not in \
+                 spec.fabrics: add it or fix the pool's fabric"
+            ),
+        ),
+        (
+            "a quota naming a missing pool",
+            |spec| {
+                spec["spec"]["scheduling"]["tenants"][0]["gpuQuota"] = json!({"no-such-pool": 1})
+            },
+            format!(
+                "spec.scheduling.tenants[0] ({tenant}) has a gpuQuota for pool no-such-pool, \
+                 which is not in spec.gpuPools: add the pool or fix the quota's pool name"
+            ),
+        ),
+        (
+            // Either side could pick either key; both count them instead.
+            "a quota naming two missing pools",
+            |spec| {
+                spec["spec"]["scheduling"]["tenants"][0]["gpuQuota"] = json!({"no-a": 1, "no-b": 1})
+            },
+            format!(
+                "spec.scheduling.tenants[0] ({tenant}) has a gpuQuota for 2 pools that are not in \
+                 spec.gpuPools: add the pools or fix the quota's pool names"
+            ),
+        ),
+    ];
+    for (what, breaks, expected) in cases {
+        let mut spec = example.clone();
+        let name = unique_name("cel");
+        spec["metadata"] = json!({"name": name});
+        breaks(&mut spec);
+
+        let object: DynamicObject = serde_json::from_value(spec.clone())?;
+        let err = gpucluster_api(&client)
+            .create(&PostParams::default(), &object)
+            .await
+            .expect_err(&format!("the API server accepted {what}"));
+        let kube::Error::Api(status) = err else {
+            panic!("expected an API error for {what}, got {err:?}");
+        };
+        assert_eq!(status.code, 422, "{what}: {status:?}");
+        assert_eq!(
+            rejection_messages(&status),
+            std::slice::from_ref(&expected),
+            "{what}: the API server's messages"
+        );
         assert!(
-            printed.contains(message.as_str()),
-            "kelvin validate does not print the API server's message {message:?}:\n{printed}"
+            gpucluster_api(&client).get_opt(&name).await?.is_none(),
+            "{what}: rejected object was stored"
+        );
+
+        // `kelvin validate` rejects the same file with the same message: a line
+        // `error: FILE:LINE:COL: PATH: MESSAGE`.
+        let file = c.scratch().join(format!("{name}.yaml"));
+        std::fs::write(&file, serde_json::to_string_pretty(&spec)?)?;
+        let out = output(
+            std::process::Command::new(&kelvin)
+                .args(["validate", "-f"])
+                .arg(&file),
+        )?;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "kelvin validate: {printed}");
+        assert!(
+            printed
+                .lines()
+                .any(|l| l.starts_with("error: ") && l.ends_with(&format!(": {expected}"))),
+            "{what}: kelvin validate does not print the API server's message {expected:?}:\n{printed}"
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! `tests/cluster.sh nodes ...` runs this. Example:
 //!
 //!   fake-nodes create --count 1000 --prefix gpu-h100 --labels team=fsd --wait
+//!   fake-nodes from-spec -f examples/small/cluster.yaml --wait
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,8 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::Taint;
-use kelvin_e2e::crd::read_yaml_documents;
-use kelvin_e2e::{GpuNodes, Layout, sets_from_spec};
+use kelvin_e2e::{GpuNodes, Layout, SpecNodes};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -48,10 +48,12 @@ enum Cmd {
         #[command(flatten)]
         set: SetArgs,
     },
-    /// Create the nodes a GpuCluster spec describes: one set per pool (named after it, with its
-    /// nodeSelector labels and accelerators), placed in the cooling zones in order.
+    /// Create the nodes `kelvin plan --offline` simulates for a GpuCluster spec (expectedNodes
+    /// per pool, named, labelled and placed in cooling zones exactly as the offline plan has
+    /// them), so a live plan of the spec sees the same nodes.
     FromSpec {
-        /// YAML file holding a GpuCluster.
+        /// YAML file holding one GpuCluster (read by kelvin's loader: a spec failing its schema
+        /// or CEL rules is refused with the findings).
         #[arg(short = 'f', long)]
         file: PathBuf,
         /// Create at most this many nodes per pool (expectedNodes can be tens of thousands).
@@ -218,36 +220,27 @@ async fn main() -> Result<()> {
             timeout,
             parallel,
         } => {
-            let cluster = read_yaml_documents(&file)?
-                .into_iter()
-                .find(|d| d["kind"] == "GpuCluster")
-                .with_context(|| format!("no GpuCluster in {}", file.display()))?;
-            let mut sets = sets_from_spec(&cluster, max_per_pool)?;
-            for set in &mut sets {
-                set.parallelism = parallel;
-                if delete {
-                    set.delete(&client).await?;
-                    println!("{}: deleted {} nodes", set.prefix, set.count);
-                    continue;
-                }
-                let started = Instant::now();
-                let created = set.create(&client).await?;
-                println!(
-                    "{}: created {created} of {} nodes {}..{} ({} x {}) in {:.1} s",
-                    set.prefix,
-                    set.count,
-                    set.name(0),
-                    set.name(set.count.saturating_sub(1)),
-                    set.gpus_per_node,
-                    set.resource,
-                    started.elapsed().as_secs_f64()
-                );
+            let mut set = SpecNodes::from_file(&file, max_per_pool)?;
+            set.parallelism = parallel;
+            let (first, last) = match (set.nodes.first(), set.nodes.last()) {
+                (Some(first), Some(last)) => (first.name.clone(), last.name.clone()),
+                _ => bail!("{} simulates no nodes (expectedNodes is 0)", file.display()),
+            };
+            let started = Instant::now();
+            if delete {
+                set.delete(&client).await?;
+                println!("deleted {} nodes {first}..{last}", set.nodes.len());
+                return Ok(());
             }
-            if wait && !delete {
-                for set in &sets {
-                    set.wait_ready(&client, Duration::from_secs(timeout))
-                        .await?;
-                }
+            let created = set.create(&client).await?;
+            println!(
+                "created {created} of {} nodes {first}..{last} in {:.1} s",
+                set.nodes.len(),
+                started.elapsed().as_secs_f64()
+            );
+            if wait {
+                set.wait_ready(&client, Duration::from_secs(timeout))
+                    .await?;
                 println!("all nodes Ready");
             }
         }
