@@ -145,9 +145,10 @@ fn validate(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<Ex
         if errors == 0 && left_alone > 0 {
             failed = true;
             println!(
-                "{}: GpuCluster {name} is valid, but {left_alone} node{} matched by two pools or zones would be left alone",
+                "{}: GpuCluster {name} is valid, but {left_alone} node{} matched by two pools or zones: Kelvin would leave {} alone",
                 origin.file,
-                if left_alone == 1 { " is" } else { "s are" }
+                if left_alone == 1 { " is" } else { "s are" },
+                if left_alone == 1 { "it" } else { "them" }
             );
         } else if errors == 0 {
             println!(

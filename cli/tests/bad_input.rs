@@ -584,7 +584,7 @@ fn pool_naming_a_missing_fabric_is_rejected() {
     assert_says(
         &run,
         &[
-            "every spec.gpuPools[].fabric must name an entry of spec.fabrics: add the fabric or fix the pool's fabric name",
+            "spec.gpuPools[1] (l40s-shared) names fabric lab-roce, which is not in spec.fabrics: add it or fix the pool's fabric",
         ],
     );
 }
@@ -601,7 +601,7 @@ fn quota_naming_a_missing_pool_is_rejected() {
     assert_says(
         &run,
         &[
-            "every key of spec.scheduling.tenants[].gpuQuota must name an entry of spec.gpuPools: add the pool or fix the quota's pool name",
+            "spec.scheduling.tenants[1] (ci) has a gpuQuota for pool l40s, which is not in spec.gpuPools: add the pool or fix the quota's pool name",
         ],
     );
 }

@@ -44,7 +44,8 @@ pub struct CoolingZone {
     #[schemars(range(min = 0.0, max = 10000000.0))]
     pub degraded_capacity_kw: Option<f64>,
 
-    /// Selects the nodes in this zone. A node matched by two zones is an error.
+    /// Selects the nodes in this zone. A node matched by two zones is left alone (never
+    /// touched) and reported by name.
     pub node_selector: LabelSelector,
 }
 

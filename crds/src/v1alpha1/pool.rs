@@ -27,8 +27,8 @@ pub struct GpuPool {
     )]
     pub name: String,
 
-    /// Selects the pool's nodes. A node matched by two pools is an error, and Kelvin never
-    /// touches it.
+    /// Selects the pool's nodes. A node matched by two pools is left alone (never touched) and
+    /// reported by name; the other nodes still converge.
     pub node_selector: LabelSelector,
 
     /// Design capacity in nodes, used for power, cooling and fabric planning (and for
@@ -64,8 +64,9 @@ pub struct GpuPool {
     #[schemars(length(max = 16))]
     pub taints: Vec<PoolTaint>,
 
-    /// Most nodes of the pool Kelvin may disrupt (taint out of service) at once: a count or a
-    /// percentage of the pool's nodes, rounded down but at least 1.
+    /// Most nodes of the pool that may be unavailable at once (NotReady, or in a disruptive
+    /// change Kelvin started: a new NoSchedule taint, out of service, a MIG layout): a count
+    /// or a percentage of the pool's nodes, rounded up, at least 1.
     #[serde(
         default = "default_max_unavailable",
         deserialize_with = "max_unavailable_or_default"

@@ -9,6 +9,16 @@
 
 use std::{fmt::Write as _, process::Command, time::Instant};
 
+use peak_alloc::PeakAlloc;
+
+/// Counts live heap bytes and their peak: unlike RSS, not blurred by pages the allocator keeps.
+#[global_allocator]
+static ALLOCATOR: PeakAlloc = PeakAlloc;
+
+fn heap_peak_mib() -> f64 {
+    f64::from(ALLOCATOR.peak_usage_as_mb())
+}
+
 use k8s_openapi::jiff::Timestamp;
 use kelvin_core::{
     observed::{Observed, simulate},
@@ -117,10 +127,11 @@ fn measure(size: u64, source: &str) {
     assert!(planned.plan.valid, "{:?}", planned.plan.errors);
     assert_eq!(planned.rollout.writes.len() as u64, size);
     println!(
-        "{source:>9} {size:>7} nodes  wall {:>7.1} ms  cpu {:>7.1} ms  peak {:>6.1} MiB  ({} objects, {} KiB of JSON)",
+        "{source:>9} {size:>7} nodes  wall {:>7.1} ms  cpu {:>7.1} ms  peak RSS {:>6.1} MiB  heap {:>6.1} MiB  ({} objects, {} KiB of JSON)",
         elapsed.as_secs_f64() * 1000.0,
         cpu,
         peak_rss_mib(),
+        heap_peak_mib(),
         planned.manifests.len(),
         json.len() / 1024
     );

@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(
             errors(&spec),
             [
-                "spec.gpuPools[1].sharing.strategy: the Amd device plugin cannot share GPUs with TimeSlicing"
+                "spec.gpuPools[1].sharing.strategy: pool l40s-shared: the amd device plugin cannot share GPUs with TimeSlicing"
             ]
         );
     }
@@ -285,6 +285,20 @@ mod tests {
                 "spec.fabrics[1].name: fabric {long}: topology label value"
             )),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_pool_label_kelvin_computes_is_an_error() {
+        let spec = small_with(
+            "labels: {lab.example.com/purpose: notebooks}",
+            "labels: {network.topology.nvidia.com/leaf: rack-7}",
+        );
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.gpuPools[0].labels.network.topology.nvidia.com/leaf: pool a100-mig: network.topology.nvidia.com/leaf is a label Kelvin computes (a fabric topology label, from the node's position); two values would compete"
+            ]
         );
     }
 }

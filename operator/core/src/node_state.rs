@@ -16,6 +16,8 @@ use std::{
     sync::Arc,
 };
 
+use rustc_hash::FxHashMap;
+
 use kelvin_crds::{
     node::{NodeInfo, NodeTaint},
     v1alpha1::{DevicePluginManager, GpuClusterSpec, SharingStrategy},
@@ -47,7 +49,7 @@ pub struct NodeState {
     /// Every label Kelvin wants, sorted by key (shared with the writes that apply them).
     pub labels: Arc<[Label]>,
     /// Every taint Kelvin wants.
-    pub taints: Vec<NodeTaint>,
+    pub taints: Arc<[NodeTaint]>,
     /// Where the node is in its zone's leaving order (0 leaves first), when it must leave
     /// service.
     pub leave_rank: Option<usize>,
@@ -56,8 +58,12 @@ pub struct NodeState {
 /// Desired state of every observed node, by name.
 #[derive(Clone, Debug, Default)]
 pub struct DesiredNodes {
-    /// Per node name: None when Kelvin leaves the node alone (node-scoped conflict).
-    states: HashMap<Arc<str>, Option<NodeState>>,
+    /// Node names, in the order of the snapshot they were prepared from (sorted).
+    names: Vec<Arc<str>>,
+    /// Per node, aligned with `names`: None when Kelvin leaves the node alone.
+    states: Vec<Option<NodeState>>,
+    /// Name -> position in `names`.
+    index: FxHashMap<Arc<str>, u32>,
     /// Label keys this spec can make Kelvin write: what Kelvin owns when managedFields are
     /// not known (inventories, simulated nodes).
     producible_keys: BTreeSet<Arc<str>>,
@@ -65,7 +71,7 @@ pub struct DesiredNodes {
 
 /// Shares equal strings.
 #[derive(Default)]
-struct Interner(HashMap<Arc<str>, ()>);
+struct Interner(FxHashMap<Arc<str>, ()>);
 
 impl Interner {
     fn get(&mut self, text: &str) -> Arc<str> {
@@ -125,7 +131,7 @@ impl DesiredNodes {
                 labels
             })
             .collect();
-        let pool_taints: Vec<Vec<NodeTaint>> = spec
+        let pool_taints: Vec<Arc<[NodeTaint]>> = spec
             .gpu_pools
             .iter()
             .map(|pool| {
@@ -139,6 +145,9 @@ impl DesiredNodes {
                     .collect()
             })
             .collect();
+        // Per (pool, zone): the pool's taints and that zone's out-of-service taint, shared by
+        // every leaving node of the pair.
+        let mut leaving_taints: HashMap<(usize, usize), Arc<[NodeTaint]>> = HashMap::new();
         let mut leave_rank: HashMap<usize, (usize, usize)> = HashMap::new();
         for (zone, plan) in analysis.zones.iter().enumerate() {
             for (rank, node) in plan.leaving.iter().enumerate() {
@@ -152,12 +161,14 @@ impl DesiredNodes {
             .collect();
 
         let nodes = observed.nodes();
-        let mut states = HashMap::with_capacity(nodes.len());
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(nodes.len());
+        let mut states: Vec<Option<NodeState>> = Vec::with_capacity(nodes.len());
         let mut switch_labels: HashMap<(usize, u64), Vec<Label>> = HashMap::new();
         for (index, node) in nodes.iter().enumerate() {
             let placement = &analysis.placement;
             if placement.left_alone.get(index).copied().unwrap_or(true) {
-                states.insert(Arc::from(node.name.as_str()), None);
+                names.push(Arc::from(node.name.as_str()));
+                states.push(None);
                 continue;
             }
             let mut state = NodeState::default();
@@ -191,20 +202,35 @@ impl DesiredNodes {
                 }
                 if let Some(&(zone, rank)) = leave_rank.get(&index) {
                     state.leave_rank = Some(rank);
-                    state.taints.push(NodeTaint {
-                        key: OUT_OF_SERVICE_TAINT.into(),
-                        value: Some(spec.cooling_zones[zone].name.clone()),
-                        effect: "NoSchedule".into(),
-                    });
+                    state.taints = leaving_taints
+                        .entry((pool_index, zone))
+                        .or_insert_with(|| {
+                            let mut taints = pool_taints[pool_index].to_vec();
+                            taints.push(NodeTaint {
+                                key: OUT_OF_SERVICE_TAINT.into(),
+                                value: Some(spec.cooling_zones[zone].name.clone()),
+                                effect: "NoSchedule".into(),
+                            });
+                            taints.into()
+                        })
+                        .clone();
                 }
                 labels.sort();
                 labels.dedup_by(|a, b| a.0 == b.0);
             }
             state.labels = labels.into();
-            states.insert(Arc::from(node.name.as_str()), Some(state));
+            names.push(Arc::from(node.name.as_str()));
+            states.push(Some(state));
         }
+        let index = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| Some((name.clone(), u32::try_from(i).ok()?)))
+            .collect();
         Self {
+            names,
             states,
+            index,
             producible_keys: producible_keys(spec, &mut strings),
         }
     }
@@ -212,7 +238,17 @@ impl DesiredNodes {
     /// The desired state of node `name`: `None` when the node is unknown, `Some(None)` when
     /// Kelvin leaves it alone.
     pub fn get(&self, name: &str) -> Option<Option<&NodeState>> {
-        self.states.get(name).map(Option::as_ref)
+        let at = *self.index.get(name)? as usize;
+        self.states.get(at).map(Option::as_ref)
+    }
+
+    /// [`Self::get`] for the node at `position` of the snapshot these states were prepared
+    /// from: no hashing when the snapshot is the same one.
+    pub fn get_at(&self, position: usize, name: &str) -> Option<Option<&NodeState>> {
+        match (self.names.get(position), self.states.get(position)) {
+            (Some(at), Some(state)) if at.as_ref() == name => Some(state.as_ref()),
+            _ => self.get(name),
+        }
     }
 
     /// Nodes prepared.
@@ -228,28 +264,23 @@ impl DesiredNodes {
     /// Whether Kelvin owns label `key` on `node`: its field manager holds it, or, when
     /// managedFields are unknown, the spec can produce the key and the node is one Kelvin
     /// managed (a `kelvin.dev/` key, or the node carries `kelvin.dev/pool`).
-    fn owns_label(&self, node: &NodeInfo, key: &str) -> bool {
+    fn owns_label(&self, node: &NodeInfo, managed: bool, key: &str) -> bool {
         match &node.kelvin_label_keys {
             Some(keys) => keys.iter().any(|k| k == key),
             None => {
-                self.producible_keys.contains(key)
-                    && (key.starts_with("kelvin.dev/") || node.labels.contains_key(POOL_LABEL))
+                (managed || key.starts_with("kelvin.dev/")) && self.producible_keys.contains(key)
             }
         }
     }
 
     /// The diff taking `node` to `state`.
     pub fn diff(&self, state: &NodeState, node: &NodeInfo) -> NodeDiff {
-        let set_labels: Vec<Label> = state
-            .labels
-            .iter()
-            .filter(|(key, value)| node.labels.get(key.as_ref()).map(String::as_str) != Some(value))
-            .cloned()
-            .collect();
+        let (labels, set) = labels_to_set(state.labels.clone(), node);
+        let managed = node.labels.contains_key(POOL_LABEL);
         let remove_labels: Vec<String> = node
             .labels
             .keys()
-            .filter(|key| self.owns_label(node, key))
+            .filter(|key| self.owns_label(node, managed, key))
             .filter(|key| {
                 state
                     .labels
@@ -262,7 +293,7 @@ impl DesiredNodes {
         let mut add_taints = Vec::new();
         let mut remove_taints = Vec::new();
         let mut blocked_taints = Vec::new();
-        for wanted in &state.taints {
+        for wanted in state.taints.iter() {
             match node
                 .taints
                 .iter()
@@ -287,7 +318,8 @@ impl DesiredNodes {
             }
         }
         NodeDiff {
-            set_labels,
+            labels,
+            set,
             remove_labels,
             add_taints,
             remove_taints,
@@ -321,6 +353,19 @@ fn producible_keys(spec: &GpuClusterSpec, strings: &mut Interner) -> BTreeSet<Ar
     keys
 }
 
+/// `labels`, and the indices of those the node does not carry with that value.
+fn labels_to_set(labels: Arc<[Label]>, node: &NodeInfo) -> (Arc<[Label]>, Vec<u32>) {
+    let set = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, (key, value))| {
+            node.labels.get(key.as_ref()).map(String::as_str) != Some(value)
+        })
+        .filter_map(|(i, _)| u32::try_from(i).ok())
+        .collect();
+    (labels, set)
+}
+
 /// The taint identities (`key:effect`) recorded in the node's `kelvin.dev/owned-taints`.
 pub fn owned_taints(node: &NodeInfo) -> BTreeSet<String> {
     node.annotations
@@ -338,8 +383,11 @@ pub fn owned_taints(node: &NodeInfo) -> BTreeSet<String> {
 /// What differs between a node and its desired state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeDiff {
-    /// Labels added or changed.
-    pub set_labels: Vec<Label>,
+    /// The whole label set the node is taken to (applied by server-side apply).
+    pub labels: Arc<[Label]>,
+    /// Which of `labels` are added or changed (indices: a fresh node's diff does not copy its
+    /// whole label set).
+    set: Vec<u32>,
     /// Kelvin-owned labels Kelvin no longer wants.
     pub remove_labels: Vec<String>,
     /// Taints to add.
@@ -352,9 +400,19 @@ pub struct NodeDiff {
 }
 
 impl NodeDiff {
+    /// Labels added or changed.
+    pub fn set_labels(&self) -> impl Iterator<Item = &Label> {
+        self.set.iter().filter_map(|&i| self.labels.get(i as usize))
+    }
+
+    /// Takes the node to `labels` instead (a write that holds some labels back).
+    pub fn retarget_labels(&mut self, labels: Arc<[Label]>, node: &NodeInfo) {
+        (self.labels, self.set) = labels_to_set(labels, node);
+    }
+
     /// Whether nothing would be written.
     pub fn is_empty(&self) -> bool {
-        self.set_labels.is_empty()
+        self.set.is_empty()
             && self.remove_labels.is_empty()
             && self.add_taints.is_empty()
             && self.remove_taints.is_empty()

@@ -291,7 +291,7 @@ fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Ve
             continue;
         }
         changed[pool] += 1;
-        for (key, _) in &write.diff.set_labels {
+        for (key, _) in write.diff.set_labels() {
             let verb = if before.labels.contains_key(key.as_ref()) {
                 "~label"
             } else {
@@ -312,12 +312,14 @@ fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Ve
                 .entry(format!("-taint {taint}"))
                 .or_default() += 1;
         }
-        for taint in &write.diff.blocked_taints {
+    }
+    for (pool, blocked) in rollout.blocked_taints.iter().enumerate() {
+        for (taint, nodes) in blocked {
             *taint_counts[pool]
                 .entry(format!(
                     "!taint {taint} (a foreign taint has its key and effect)"
                 ))
-                .or_default() += 1;
+                .or_default() += nodes;
         }
     }
     let names = pools

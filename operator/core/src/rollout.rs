@@ -10,10 +10,7 @@
 //! out-of-service taints and the pool's own taints share the pool's budget; nodes cooling
 //! must take out go first, in the zone's leaving order, then the rest by name.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
@@ -27,7 +24,7 @@ use kelvin_crds::{
 use crate::{
     analysis::Analysis,
     constants::{OUT_OF_SERVICE_TAINT, OWNED_TAINTS_ANNOTATION, TRANSITION_ANNOTATION},
-    node_state::{DISRUPTIVE_LABELS, DesiredNodes, Label, NodeDiff, NodeState, owned_taints},
+    node_state::{DISRUPTIVE_LABELS, DesiredNodes, NodeDiff, NodeState, owned_taints},
     observed::Observed,
 };
 
@@ -131,14 +128,12 @@ fn disruption(diff: &NodeDiff) -> Option<Transition> {
     } else if diff.add_taints.iter().any(repels) {
         Some(Transition::Taint)
     } else if diff
-        .set_labels
-        .iter()
+        .set_labels()
         .any(|(k, _)| k.as_ref() == DISRUPTIVE_LABELS[0])
     {
         Some(Transition::MigConfig)
     } else if diff
-        .set_labels
-        .iter()
+        .set_labels()
         .any(|(k, _)| k.as_ref() == DISRUPTIVE_LABELS[1])
     {
         Some(Transition::DevicePluginConfig)
@@ -156,16 +151,11 @@ pub struct NodeWrite {
     pub pool: Option<usize>,
     /// Its cooling zone, if any.
     pub zone: Option<usize>,
-    /// The whole label set Kelvin applies (server-side apply: labels it owned and left out
-    /// are removed by the API server).
-    pub labels: Arc<[Label]>,
-    /// What this write changes (labels, taints), for output and metrics.
+    /// What this write changes (labels, taints): the taints to add and remove are merged into
+    /// the node's list as it is at write time ([`NodeWrite::merge_taints`]).
     pub diff: NodeDiff,
-    /// The node's full taint list after the write, when taints change (foreign taints kept,
-    /// in their order; written with the node's resourceVersion as precondition).
-    pub taints: Option<Vec<NodeTaint>>,
-    /// Kelvin's annotations that change: Some(value) sets, None removes.
-    pub annotations: BTreeMap<&'static str, Option<String>>,
+    /// Kelvin's annotations that change, by key (at most two): Some(value) sets, None removes.
+    pub annotations: Vec<(&'static str, Option<String>)>,
     /// The disruptive change this write starts.
     pub starts: Option<Transition>,
     /// The transition this write clears, and why.
@@ -175,6 +165,27 @@ pub struct NodeWrite {
 }
 
 impl NodeWrite {
+    /// The taint list to write over `current` (the node's list as read just before the write,
+    /// which is sent with its resourceVersion): every taint Kelvin did not add kept in its
+    /// order, Kelvin's changes made. None when this write changes no taint.
+    pub fn merge_taints(&self, current: &[NodeTaint]) -> Option<Vec<NodeTaint>> {
+        let NodeDiff {
+            add_taints,
+            remove_taints,
+            ..
+        } = &self.diff;
+        if add_taints.is_empty() && remove_taints.is_empty() {
+            return None;
+        }
+        let mut list: Vec<NodeTaint> = current
+            .iter()
+            .filter(|t| !remove_taints.contains(t) && !add_taints.contains(t))
+            .cloned()
+            .collect();
+        list.extend(add_taints.iter().cloned());
+        Some(list)
+    }
+
     /// `node` as the API server leaves it after this write: the label set applied by
     /// server-side apply (Kelvin's labels it left out removed, others untouched), the taint
     /// list replaced, Kelvin's annotations set or removed. For tests, and for a caller that
@@ -185,19 +196,25 @@ impl NodeWrite {
             None => self.diff.remove_labels.clone(),
         };
         for key in &owned {
-            if !self.labels.iter().any(|(k, _)| k.as_ref() == key) {
+            if !self.diff.labels.iter().any(|(k, _)| k.as_ref() == key) {
                 node.labels.remove(key);
             }
         }
         for key in &self.diff.remove_labels {
             node.labels.remove(key);
         }
-        for (key, value) in self.labels.iter() {
+        for (key, value) in self.diff.labels.iter() {
             node.labels.insert(key.to_string(), value.to_string());
         }
-        node.kelvin_label_keys = Some(self.labels.iter().map(|(k, _)| k.to_string()).collect());
-        if let Some(taints) = &self.taints {
-            node.taints = taints.clone();
+        node.kelvin_label_keys = Some(
+            self.diff
+                .labels
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect(),
+        );
+        if let Some(taints) = self.merge_taints(&node.taints) {
+            node.taints = taints;
         }
         for (key, value) in &self.annotations {
             match value {
@@ -232,8 +249,9 @@ pub struct Rollout {
     pub writes: Vec<NodeWrite>,
     /// Per pool, in spec order.
     pub pools: Vec<PoolRollout>,
-    /// Wanted taints blocked by a foreign taint with the same key and effect, per pool.
-    pub blocked_taints: Vec<u64>,
+    /// Per pool: wanted taints (as kubectl prints them) blocked by a foreign taint with the
+    /// same key and effect, and on how many nodes — whether or not those nodes get a write.
+    pub blocked_taints: Vec<BTreeMap<String, u64>>,
 }
 
 impl Rollout {
@@ -272,21 +290,23 @@ pub fn rollout(
             ..PoolRollout::default()
         })
         .collect();
-    let mut blocked = vec![0u64; spec.gpu_pools.len()];
+    let mut blocked: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); spec.gpu_pools.len()];
     // Per pool: (unavailable, annotated) after this step, each at most maxUnavailable.
     let mut unavailable = vec![0u64; pools.len()];
     let mut annotated = vec![0u64; pools.len()];
     let mut candidates = Vec::new();
     for (index, node) in observed.nodes().iter().enumerate() {
         // Unknown (not prepared) or left alone: never touched.
-        let Some(Some(state)) = desired.get(&node.name) else {
+        let Some(Some(state)) = desired.get_at(index, &node.name) else {
             continue;
         };
         let diff = desired.diff(state, node);
         let flight = InFlight::of(node);
         let settled = flight.as_ref().and_then(|f| settled(node, f, observed));
         if let Some(pool) = state.pool {
-            blocked[pool] += diff.blocked_taints.len() as u64;
+            for taint in &diff.blocked_taints {
+                *blocked[pool].entry(taint.to_string()).or_default() += 1;
+            }
             let in_flight = flight.is_some() && settled.is_none();
             if !node.ready {
                 pools[pool].not_ready += 1;
@@ -344,7 +364,8 @@ pub fn rollout(
     }
 
     let now = observed.now;
-    let mut writes = Vec::new();
+    // Sized once (a fresh cluster writes every node), trimmed after: no doubling slack.
+    let mut writes = Vec::with_capacity(candidates.len());
     for (i, c) in candidates.into_iter().enumerate() {
         let wants = disruption(&c.diff);
         let may_disrupt = granted.contains(&i);
@@ -357,6 +378,7 @@ pub fn rollout(
             writes.push(write);
         }
     }
+    writes.shrink_to_fit();
     Rollout {
         writes,
         pools,
@@ -379,12 +401,10 @@ fn node_write(
         settled,
         ..
     } = c;
-    let mut labels = state.labels.clone();
     if holds.is_some() {
-        let mut held_labels = labels.to_vec();
+        let mut held_labels = diff.labels.to_vec();
         // Keep the node's current value of a disruptive label (or leave it unset).
         let held = |key: &str| DISRUPTIVE_LABELS.contains(&key);
-        diff.set_labels.retain(|(k, _)| !held(k));
         held_labels.retain(|(k, _)| !held(k) || node.labels.contains_key(k.as_ref()));
         for (key, value) in held_labels.iter_mut() {
             if held(key)
@@ -393,7 +413,7 @@ fn node_write(
                 *value = current.as_str().into();
             }
         }
-        labels = held_labels.into();
+        diff.retarget_labels(held_labels.into(), node);
         // Hold the repelling taints back, and keep what they would have replaced.
         let repelling: Vec<NodeTaint> = diff
             .add_taints
@@ -409,43 +429,35 @@ fn node_write(
         });
     }
 
-    let mut annotations: BTreeMap<&'static str, Option<String>> = BTreeMap::new();
-    let taints = (!diff.add_taints.is_empty() || !diff.remove_taints.is_empty()).then(|| {
-        let mut list: Vec<NodeTaint> = node
-            .taints
-            .iter()
-            .filter(|t| !diff.remove_taints.contains(t))
-            .cloned()
-            .collect();
-        list.extend(diff.add_taints.iter().cloned());
-        list
-    });
+    let mut annotations: Vec<(&'static str, Option<String>)> = Vec::new();
     let owned_before = owned_taints(node);
-    let after = taints.as_deref().unwrap_or(&node.taints);
-    let owned_after: BTreeSet<String> = after
+    // Kelvin's taints after the write: those it owned and keeps, and those it adds.
+    let owned_after: BTreeSet<String> = node
+        .taints
         .iter()
-        .filter(|t| owned_before.contains(&t.identity()) || diff.add_taints.contains(t))
+        .filter(|t| owned_before.contains(&t.identity()) && !diff.remove_taints.contains(t))
+        .chain(diff.add_taints.iter())
         .map(NodeTaint::identity)
         .collect();
     if owned_after != owned_before {
         let value = (!owned_after.is_empty())
             .then(|| owned_after.into_iter().collect::<Vec<_>>().join(","));
-        annotations.insert(OWNED_TAINTS_ANNOTATION, value);
+        annotations.push((OWNED_TAINTS_ANNOTATION, value));
     }
     let settles = settled.filter(|_| flight.is_some());
     match (starts, settles) {
         (Some(what), _) => {
-            annotations.insert(
+            annotations.push((
                 TRANSITION_ANNOTATION,
                 Some(format!("{}@{now}", what.as_str())),
-            );
+            ));
         }
         (None, Some(_)) => {
-            annotations.insert(TRANSITION_ANNOTATION, None);
+            annotations.push((TRANSITION_ANNOTATION, None));
         }
         (None, None) if flight.is_some() && state.pool.is_none() => {
             // The node left Kelvin's pools mid-transition: nothing of Kelvin's is pending.
-            annotations.insert(TRANSITION_ANNOTATION, None);
+            annotations.push((TRANSITION_ANNOTATION, None));
         }
         (None, None) => {}
     }
@@ -456,9 +468,7 @@ fn node_write(
         node: node.name.clone(),
         pool: state.pool,
         zone: state.zone,
-        labels,
         diff,
-        taints,
         annotations,
         starts,
         settles,

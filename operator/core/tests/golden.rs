@@ -32,11 +32,11 @@ fn check(path: &Path, actual: &str) {
 fn write_json(write: &NodeWrite) -> Value {
     json!({
         "node": write.node,
-        "setLabels": write.diff.set_labels.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "setLabels": write.diff.set_labels().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
         "removeLabels": write.diff.remove_labels,
         "addTaints": write.diff.add_taints.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "removeTaints": write.diff.remove_taints.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "annotations": write.annotations,
+        "annotations": write.annotations.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "starts": write.starts.map(|t| t.as_str()),
         "holds": write.holds.map(|t| t.as_str()),
     })

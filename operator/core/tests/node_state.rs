@@ -139,8 +139,8 @@ fn a_foreign_taint_with_kelvins_key_and_effect_is_never_replaced() {
     nodes[0]
         .taints
         .push(taint("example.com/dedicated", "someone-else"));
-    let planned = planned(&spec, nodes.clone());
-    let write = &planned.rollout.writes[0];
+    let first = planned(&spec, nodes.clone());
+    let write = &first.rollout.writes[0];
     assert!(
         write.diff.add_taints.is_empty() && write.diff.remove_taints.is_empty(),
         "{write:?}"
@@ -150,12 +150,24 @@ fn a_foreign_taint_with_kelvins_key_and_effect_is_never_replaced() {
         [taint("example.com/dedicated", "training")]
     );
     assert!(
-        planned.plan.node_changes[0]
+        first.plan.node_changes[0]
             .items
             .keys()
             .any(|k| k.starts_with("!taint example.com/dedicated=training:NoSchedule")),
         "{:?}",
-        planned.plan.node_changes
+        first.plan.node_changes
+    );
+    // Converged otherwise, the node gets no more writes, and the block is still reported.
+    let converged = after(&spec, after(&spec, nodes));
+    let again = planned(&spec, converged);
+    assert!(
+        again.rollout.writes.is_empty(),
+        "{:?}",
+        again.rollout.writes
+    );
+    assert_eq!(
+        again.plan.node_changes[0].items.get("!taint example.com/dedicated=training:NoSchedule (a foreign taint has its key and effect)"),
+        Some(&1)
     );
 }
 
@@ -255,7 +267,7 @@ fn a_name_with_a_huge_number_gets_no_topology_and_a_warning() {
         .plan
         .warnings
         .iter()
-        .find(|w| w.message.contains("no position"))
+        .find(|w| w.message.contains("without a position"))
         .expect("a warning");
     assert!(
         warning.message.contains("h100-99999999999999999999999999")

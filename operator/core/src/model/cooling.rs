@@ -179,13 +179,12 @@ pub fn plan(
         .enumerate()
         .zip(loads_by_zone)
         .map(|((index, zone), mut loads)| {
-            // Nodes leave from the highest position down (then by name): whole leaf groups go
-            // together, so gangs keep intact leaves; stable and explainable.
+            // Nodes leave from the highest position down (then by name: node indices follow
+            // names): whole leaf groups go together, so gangs keep intact leaves.
             loads.sort_by_cached_key(|load| {
-                let node = &nodes[load.node];
                 let fabric = placement.pool_of[load.node]
                     .and_then(|p| spec.fabrics.iter().find(|f| f.name == spec.gpu_pools[p].fabric));
-                (fabric.and_then(|f| position(node, f)), node.name.clone())
+                (fabric.and_then(|f| position(&nodes[load.node], f)), load.node)
             });
             let plan = plan_zone(zone, &loads);
             let path = zone_path(index);

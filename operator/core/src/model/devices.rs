@@ -150,6 +150,15 @@ pub fn shares_per_gpu(pool: &GpuPool) -> u64 {
     }
 }
 
+/// An enum value as the spec spells it (its serde name), for messages.
+fn as_written<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(other) => other.to_string(),
+        Err(_) => "(unprintable)".to_owned(),
+    }
+}
+
 /// Device rules: what each vendor's plugin can share, MIG profiles that exist.
 pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
     for (index, pool) in spec.gpu_pools.iter().enumerate() {
@@ -164,11 +173,20 @@ pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                 Diagnostic::error(
                     format!("{}.sharing.strategy", pool_path(index)),
                     format!(
-                        "the {:?} device plugin cannot share GPUs with {:?}",
-                        pool.accelerator.vendor, pool.sharing.strategy
+                        "pool {}: the {} device plugin cannot share GPUs with {}",
+                        pool.name,
+                        as_written(&pool.accelerator.vendor),
+                        as_written(&pool.sharing.strategy)
                     ),
                 )
-                .with_fix(format!("use one of {supported:?}")),
+                .with_fix(format!(
+                    "use {}",
+                    supported
+                        .iter()
+                        .map(as_written)
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )),
             );
         }
         if pool.sharing.strategy != SharingStrategy::Mig {

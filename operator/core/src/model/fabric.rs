@@ -240,8 +240,13 @@ pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) -> Vec<Option<Fab
                         FabricError::TooManyBlocks { radix, per_block, nodes_per_leaf, .. } => (
                             "",
                             format!(
-                                "with these switches a fabric holds at most {} nodes ({radix} blocks x {per_block} leaf groups x {nodes_per_leaf} nodes): split the pools over more fabrics, use larger leaf groups (nodesPerLeaf), or switches with a higher radix",
-                                radix * per_block * nodes_per_leaf
+                                "with these switches a fabric holds at most {} nodes ({radix} blocks x {per_block} leaf groups x {nodes_per_leaf} nodes): split the pools over more fabrics{}, or use switches with a higher radix",
+                                radix * per_block * nodes_per_leaf,
+                                if *nodes_per_leaf < radix / 2 {
+                                    format!(", use larger leaf groups (nodesPerLeaf up to {})", radix / 2)
+                                } else {
+                                    String::new()
+                                }
                             ),
                         ),
                     };

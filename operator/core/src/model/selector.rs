@@ -78,6 +78,26 @@ pub fn compatible(a: &LabelSelector, b: &LabelSelector) -> bool {
         .all(|(key, value)| right.get(key).is_none_or(|other| other == value))
 }
 
+/// What Kelvin computes a label key from, when it does.
+fn computed_by_kelvin(spec: &GpuClusterSpec, key: &str) -> Option<&'static str> {
+    use crate::constants::{GPU_OPERATOR_CONFIG_LABEL, MIG_CONFIG_LABEL};
+    if key == MIG_CONFIG_LABEL {
+        return Some("the MIG layout, from sharing");
+    }
+    if key == GPU_OPERATOR_CONFIG_LABEL {
+        return Some("the device-plugin config, from devicePlugin");
+    }
+    spec.fabrics
+        .iter()
+        .map(|f| &f.topology.labels)
+        .any(|t| {
+            [&t.accelerator, &t.leaf, &t.spine, &t.core]
+                .iter()
+                .any(|k| k.as_str() == key)
+        })
+        .then_some("a fabric topology label, from the node's position")
+}
+
 /// Every selector of the spec, and the labels pools put on nodes.
 pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
     for (index, pool) in spec.gpu_pools.iter().enumerate() {
@@ -108,6 +128,14 @@ pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                         "the kelvin.dev/ prefix is reserved for labels Kelvin computes",
                     )
                     .with_fix("use another prefix"),
+                );
+            } else if let Some(what) = computed_by_kelvin(spec, key) {
+                out.push(
+                    Diagnostic::error(
+                        &at,
+                        format!("pool {}: {key} is a label Kelvin computes ({what}); two values would compete", pool.name),
+                    )
+                    .with_fix("remove it from the pool's labels"),
                 );
             } else if !kelvin_crds::names::is_label_key(key) {
                 out.push(Diagnostic::error(&at, "not a valid label key").with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain"));

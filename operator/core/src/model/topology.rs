@@ -2,8 +2,6 @@
 //! the number at the end of its name — gives its NVLink domain, leaf group, spine block and
 //! core, written as topology labels (NVIDIA Topograph's keys by default).
 
-use std::collections::BTreeMap;
-
 use kelvin_crds::{
     diagnostics::Diagnostic,
     node::NodeInfo,
@@ -144,7 +142,7 @@ pub fn check_positions(
 ) {
     for (index, fabric) in spec.fabrics.iter().enumerate() {
         let mut missing: Vec<&str> = Vec::new();
-        let mut holders: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        let mut held: Vec<(u64, &str)> = Vec::new();
         for (node, pool) in nodes.iter().zip(&placement.pool_of) {
             let Some(pool) = pool.and_then(|p| spec.gpu_pools.get(p)) else {
                 continue;
@@ -153,7 +151,7 @@ pub fn check_positions(
                 continue;
             }
             match position(node, fabric) {
-                Some(position) => holders.entry(position).or_default().push(&node.name),
+                Some(position) => held.push((position, &node.name)),
                 None => missing.push(&node.name),
             }
         }
@@ -167,34 +165,46 @@ pub fn check_positions(
                 Diagnostic::warning(
                     &path,
                     format!(
-                        "fabric {}: {} nodes have no position ({}), so they get no topology labels",
+                        "fabric {}: {} without a position ({}) get no topology labels",
                         fabric.name,
-                        missing.len(),
+                        count(missing.len(), "node", "nodes"),
                         examples(&missing)
                     ),
                 )
                 .with_fix(format!("give them {source}")),
             );
         }
-        let shared: Vec<(u64, &Vec<&str>)> = holders
-            .iter()
-            .filter(|(_, names)| names.len() > 1)
-            .map(|(p, names)| (*p, names))
-            .collect();
-        if let Some((first, names)) = shared.first() {
+        // Sorted by position (then name), holders of one position are neighbours.
+        held.sort_unstable();
+        let mut shared = held
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|holders| holders.len() > 1);
+        if let Some(first) = shared.next() {
+            let positions = 1 + shared.count();
+            let names: Vec<&str> = first.iter().map(|(_, name)| *name).collect();
             out.push(
                 Diagnostic::warning(
                     &path,
                     format!(
-                        "fabric {}: {} positions are held by more than one node (position {first}: {}), so those nodes would share a leaf slot",
+                        "fabric {}: {} held by more than one node (position {}: {}), so those nodes would share a leaf slot",
                         fabric.name,
-                        shared.len(),
+                        count(positions, "position is", "positions are"),
+                        first[0].0,
                         names.join(", ")
                     ),
                 )
                 .with_fix(format!("give each node of the fabric its own position ({source})")),
             );
         }
+    }
+}
+
+/// `1 node`, `3 nodes`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 
