@@ -46,13 +46,45 @@ pub struct NodeState {
     pub pool: Option<usize>,
     /// The node's cooling zone.
     pub zone: Option<usize>,
-    /// Every label Kelvin wants, sorted by key (shared with the writes that apply them).
-    pub labels: Arc<[Label]>,
+    /// The labels Kelvin wants that the node shares with its pool, zone and leaf group, sorted
+    /// by key: one allocation per leaf group, not per node.
+    shared: Arc<[Label]>,
+    /// The one label nearly unique per node (its NVLink domain), when it has a position.
+    own: Option<Label>,
     /// Every taint Kelvin wants.
     pub taints: Arc<[NodeTaint]>,
     /// Where the node is in its zone's leaving order (0 leaves first), when it must leave
     /// service.
     pub leave_rank: Option<usize>,
+}
+
+impl NodeState {
+    /// Every label Kelvin wants on the node, sorted by key, without allocating.
+    pub fn labels(&self) -> impl Iterator<Item = &Label> {
+        let own = self.own.as_ref();
+        let split = own.map_or(self.shared.len(), |(key, _)| {
+            self.shared.partition_point(|(k, _)| k < key)
+        });
+        self.shared[..split]
+            .iter()
+            .chain(own)
+            .chain(self.shared[split..].iter())
+    }
+
+    /// Whether Kelvin wants label `key` on the node.
+    pub fn wants_label(&self, key: &str) -> bool {
+        self.own.as_ref().is_some_and(|(k, _)| k.as_ref() == key)
+            || self
+                .shared
+                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+                .is_ok()
+    }
+
+    /// Whether `node` carries every label Kelvin wants with Kelvin's value.
+    pub fn is_labelled(&self, node: &NodeInfo) -> bool {
+        self.labels()
+            .all(|(k, v)| node.labels.get(k.as_ref()).map(String::as_str) == Some(v.as_ref()))
+    }
 }
 
 /// Desired state of every observed node, by name.
@@ -163,7 +195,9 @@ impl DesiredNodes {
         let nodes = observed.nodes();
         let mut names: Vec<Arc<str>> = Vec::with_capacity(nodes.len());
         let mut states: Vec<Option<NodeState>> = Vec::with_capacity(nodes.len());
-        let mut switch_labels: HashMap<(usize, u64), Vec<Label>> = HashMap::new();
+        // (pool, zone, leaf group) -> the labels those nodes share.
+        type Group = (usize, Option<usize>, Option<u64>);
+        let mut shared_labels: FxHashMap<Group, Arc<[Label]>> = FxHashMap::default();
         for (index, node) in nodes.iter().enumerate() {
             let placement = &analysis.placement;
             if placement.left_alone.get(index).copied().unwrap_or(true) {
@@ -172,34 +206,41 @@ impl DesiredNodes {
                 continue;
             }
             let mut state = NodeState::default();
-            let mut labels: Vec<Label> = Vec::new();
             if let Some(pool_index) = placement.pool_of.get(index).copied().flatten() {
                 let pool = &spec.gpu_pools[pool_index];
                 state.pool = Some(pool_index);
-                labels.extend(pool_labels[pool_index].iter().cloned());
                 state.taints = pool_taints[pool_index].clone();
                 state.zone = placement.zone_of.get(index).copied().flatten();
-                if let Some(zone) = state.zone {
-                    labels.extend(zone_labels[zone].iter().cloned());
-                }
                 let fabric = fabric_of[pool_index]
                     .and_then(|f| Some((&spec.fabrics[f], analysis.fabrics.get(f)?.as_ref()?)));
-                if let Some((fabric, design)) = fabric
-                    && let Some(position) = position(node, fabric)
-                {
+                let placed = fabric
+                    .and_then(|(fabric, design)| Some((fabric, design, position(node, fabric)?)));
+                if let Some((fabric, _, position)) = placed {
                     // The NVLink domain is nearly unique per node: sharing it would only cost.
                     let (key, value) = topology::nvlink_label(position, pool, fabric);
-                    labels.push((strings.get(key), Arc::from(value)));
-                    // Switch labels are made once per leaf group.
-                    let group = topology::leaf_group(position, fabric);
-                    let shared = switch_labels.entry((pool_index, group)).or_insert_with(|| {
-                        topology::switch_labels(group, fabric, design)
-                            .into_iter()
-                            .map(|(k, v)| (strings.get(k), strings.get(&v)))
-                            .collect::<Vec<Label>>()
-                    });
-                    labels.extend(shared.iter().cloned());
+                    state.own = Some((strings.get(key), Arc::from(value)));
                 }
+                let group =
+                    placed.map(|(fabric, _, position)| topology::leaf_group(position, fabric));
+                state.shared = shared_labels
+                    .entry((pool_index, state.zone, group))
+                    .or_insert_with(|| {
+                        let mut labels: Vec<Label> = pool_labels[pool_index].clone();
+                        if let Some(zone) = state.zone {
+                            labels.extend(zone_labels[zone].iter().cloned());
+                        }
+                        if let (Some((fabric, design, _)), Some(group)) = (placed, group) {
+                            labels.extend(
+                                topology::switch_labels(group, fabric, design)
+                                    .into_iter()
+                                    .map(|(k, v)| (strings.get(k), strings.get(&v))),
+                            );
+                        }
+                        labels.sort();
+                        labels.dedup_by(|a, b| a.0 == b.0);
+                        labels.into()
+                    })
+                    .clone();
                 if let Some(&(zone, rank)) = leave_rank.get(&index) {
                     state.leave_rank = Some(rank);
                     state.taints = leaving_taints
@@ -215,10 +256,7 @@ impl DesiredNodes {
                         })
                         .clone();
                 }
-                labels.sort();
-                labels.dedup_by(|a, b| a.0 == b.0);
             }
-            state.labels = labels.into();
             names.push(Arc::from(node.name.as_str()));
             states.push(Some(state));
         }
@@ -275,18 +313,12 @@ impl DesiredNodes {
 
     /// The diff taking `node` to `state`.
     pub fn diff(&self, state: &NodeState, node: &NodeInfo) -> NodeDiff {
-        let (labels, set) = labels_to_set(state.labels.clone(), node);
         let managed = node.labels.contains_key(POOL_LABEL);
         let remove_labels: Vec<String> = node
             .labels
             .keys()
             .filter(|key| self.owns_label(node, managed, key))
-            .filter(|key| {
-                state
-                    .labels
-                    .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_str()))
-                    .is_err()
-            })
+            .filter(|key| !state.wants_label(key))
             .cloned()
             .collect();
         let owned_before = owned_taints(node);
@@ -317,6 +349,13 @@ impl DesiredNodes {
                 remove_taints.push(present.clone());
             }
         }
+        // The whole label set is materialized only for a node whose labels change.
+        let (labels, set) = if !remove_labels.is_empty() || !state.is_labelled(node) {
+            let (labels, set) = labels_to_set(state.labels().cloned().collect(), node);
+            (Some(labels), set)
+        } else {
+            (None, Vec::new())
+        };
         NodeDiff {
             labels,
             set,
@@ -383,8 +422,9 @@ pub fn owned_taints(node: &NodeInfo) -> BTreeSet<String> {
 /// What differs between a node and its desired state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeDiff {
-    /// The whole label set the node is taken to (applied by server-side apply).
-    pub labels: Arc<[Label]>,
+    /// The whole label set the node is taken to (applied by server-side apply), when its
+    /// labels change; None leaves them as they are.
+    pub labels: Option<Arc<[Label]>>,
     /// Which of `labels` are added or changed (indices: a fresh node's diff does not copy its
     /// whole label set).
     set: Vec<u32>,
@@ -402,12 +442,14 @@ pub struct NodeDiff {
 impl NodeDiff {
     /// Labels added or changed.
     pub fn set_labels(&self) -> impl Iterator<Item = &Label> {
-        self.set.iter().filter_map(|&i| self.labels.get(i as usize))
+        let labels = self.labels.as_deref().unwrap_or_default();
+        self.set.iter().filter_map(|&i| labels.get(i as usize))
     }
 
     /// Takes the node to `labels` instead (a write that holds some labels back).
     pub fn retarget_labels(&mut self, labels: Arc<[Label]>, node: &NodeInfo) {
-        (self.labels, self.set) = labels_to_set(labels, node);
+        let (labels, set) = labels_to_set(labels, node);
+        (self.labels, self.set) = (Some(labels), set);
     }
 
     /// Whether nothing would be written.

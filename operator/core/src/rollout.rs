@@ -191,28 +191,24 @@ impl NodeWrite {
     /// list replaced, Kelvin's annotations set or removed. For tests, and for a caller that
     /// wants to see the next step before the watch delivers it.
     pub fn apply_to(&self, node: &mut NodeInfo) {
-        let owned: Vec<String> = match &node.kelvin_label_keys {
-            Some(keys) => keys.clone(),
-            None => self.diff.remove_labels.clone(),
-        };
-        for key in &owned {
-            if !self.diff.labels.iter().any(|(k, _)| k.as_ref() == key) {
+        if let Some(labels) = &self.diff.labels {
+            let owned: Vec<String> = match &node.kelvin_label_keys {
+                Some(keys) => keys.clone(),
+                None => self.diff.remove_labels.clone(),
+            };
+            for key in &owned {
+                if !labels.iter().any(|(k, _)| k.as_ref() == key) {
+                    node.labels.remove(key);
+                }
+            }
+            for key in &self.diff.remove_labels {
                 node.labels.remove(key);
             }
+            for (key, value) in labels.iter() {
+                node.labels.insert(key.to_string(), value.to_string());
+            }
+            node.kelvin_label_keys = Some(labels.iter().map(|(k, _)| k.to_string()).collect());
         }
-        for key in &self.diff.remove_labels {
-            node.labels.remove(key);
-        }
-        for (key, value) in self.diff.labels.iter() {
-            node.labels.insert(key.to_string(), value.to_string());
-        }
-        node.kelvin_label_keys = Some(
-            self.diff
-                .labels
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect(),
-        );
         if let Some(taints) = self.merge_taints(&node.taints) {
             node.taints = taints;
         }
@@ -401,8 +397,15 @@ fn node_write(
         settled,
         ..
     } = c;
-    if holds.is_some() {
-        let mut held_labels = diff.labels.to_vec();
+    // Only a disruptive label that would change needs the label set rebuilt.
+    let holds_labels = diff
+        .set_labels()
+        .any(|(k, _)| DISRUPTIVE_LABELS.contains(&k.as_ref()));
+    if holds.is_some()
+        && holds_labels
+        && let Some(labels) = diff.labels.clone()
+    {
+        let mut held_labels = labels.to_vec();
         // Keep the node's current value of a disruptive label (or leave it unset).
         let held = |key: &str| DISRUPTIVE_LABELS.contains(&key);
         held_labels.retain(|(k, _)| !held(k) || node.labels.contains_key(k.as_ref()));
@@ -414,6 +417,8 @@ fn node_write(
             }
         }
         diff.retarget_labels(held_labels.into(), node);
+    }
+    if holds.is_some() {
         // Hold the repelling taints back, and keep what they would have replaced.
         let repelling: Vec<NodeTaint> = diff
             .add_taints

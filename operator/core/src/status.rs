@@ -334,12 +334,7 @@ fn pool_statuses(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -
             .nodes
             .get(&node.name)
             .flatten()
-            .is_some_and(|state| {
-                state
-                    .labels
-                    .iter()
-                    .all(|(k, v)| node.labels.get(k.as_ref()).map(String::as_str) == Some(v))
-            });
+            .is_some_and(|state| state.is_labelled(node));
         let entry = &mut counts[pool];
         entry.0 += u64::from(node.ready);
         entry.1 += u64::from(labelled);
