@@ -1,5 +1,6 @@
 //! `kelvin`: validate, plan and render GPU cluster specs (DESIGN.md §5).
 
+mod console;
 mod input;
 mod output;
 
@@ -9,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kelvin_core::{observed::Timestamp, plan::plan};
 use kelvin_crds::diagnostics::Diagnostic;
+
+use crate::console::Console;
 
 /// Infrastructure-as-code for AI supercomputers on Kubernetes.
 #[derive(Parser)]
@@ -76,25 +79,40 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap exits 2 on a usage error, which `--detailed-exitcode` means "changes": a usage
+            // error is 1 like every other error (DESIGN.md §5); --help and --version are 0.
+            // Printing fails only when the reader has gone: nothing more to say then.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let mut console = Console::new();
+    let result = run(cli, &mut console).and_then(|code| console.flush().map(|()| code));
+    match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            console.eprintln(&format!("error: {error:#}"));
             ExitCode::from(1)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
     match cli.command {
         Command::Crd => {
-            print!(
-                "{}",
-                kelvin_crds::crd::yaml().context("serializing the CRDs")?
-            );
+            console.print(&kelvin_crds::crd::yaml().context("serializing the CRDs")?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { files, inventory } => validate(&files.paths, inventory.as_deref()),
+        Command::Validate { files, inventory } => {
+            validate(&files.paths, inventory.as_deref(), console)
+        }
         Command::Plan {
             files,
             offline,
@@ -117,52 +135,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 inventory.as_deref(),
                 output,
                 detailed_exitcode,
+                console,
             )
         }
-        Command::Render { files, inventory } => render(&files.paths, inventory.as_deref()),
+        Command::Render { files, inventory } => render(&files.paths, inventory.as_deref(), console),
     }
 }
 
-fn print_diagnostics(diagnostics: &[Diagnostic]) {
+fn print_diagnostics(console: &mut Console, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
-        eprintln!("{}", output::paint_diagnostic(diagnostic));
+        console.eprintln(&output::paint_diagnostic(diagnostic));
     }
 }
 
-fn validate(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<ExitCode> {
+fn validate(
+    paths: &[PathBuf],
+    inventory: Option<&std::path::Path>,
+    console: &mut Console,
+) -> Result<ExitCode> {
     let loaded = input::load(paths, inventory)?;
-    print_diagnostics(&loaded.diagnostics);
+    print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     for (cluster, origin) in &loaded.clusters {
         let observed = loaded.observed_for(cluster, Timestamp::now())?;
         let analysis = kelvin_core::analyze(&cluster.spec, &observed);
-        print_diagnostics(&loaded.locate(origin, &analysis.diagnostics));
-        print_diagnostics(&loaded.locate(origin, &analysis.node_conflicts));
+        print_diagnostics(console, &loaded.locate(origin, &analysis.diagnostics));
+        print_diagnostics(console, &loaded.locate(origin, &analysis.node_conflicts));
         let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = analysis.diagnostics.len() - errors;
         let name = cluster.metadata.name.as_deref().unwrap_or_default();
         let left_alone = analysis.placement.left_alone.iter().filter(|l| **l).count();
         if errors == 0 && left_alone > 0 {
             failed = true;
-            println!(
+            console.println(&format!(
                 "{}: GpuCluster {name} is valid, but {left_alone} node{} matched by two pools or zones: Kelvin would leave {} alone",
                 origin.file,
                 if left_alone == 1 { " is" } else { "s are" },
                 if left_alone == 1 { "it" } else { "them" }
-            );
+            ))?;
         } else if errors == 0 {
-            println!(
+            console.println(&format!(
                 "{}: GpuCluster {name} is valid ({warnings} warning{})",
                 origin.file,
                 if warnings == 1 { "" } else { "s" }
-            );
+            ))?;
         } else {
             failed = true;
-            println!(
+            console.println(&format!(
                 "{}: GpuCluster {name} is invalid: {errors} error{}",
                 origin.file,
                 if errors == 1 { "" } else { "s" }
-            );
+            ))?;
         }
     }
     Ok(if failed {
@@ -177,9 +200,10 @@ fn plan_command(
     inventory: Option<&std::path::Path>,
     format: Format,
     detailed: bool,
+    console: &mut Console,
 ) -> Result<ExitCode> {
     let loaded = input::load(paths, inventory)?;
-    print_diagnostics(&loaded.diagnostics);
+    print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     let mut changes = false;
     let mut plans = Vec::new();
@@ -189,7 +213,7 @@ fn plan_command(
         planned.plan.errors = loaded.locate(origin, &planned.plan.errors);
         planned.plan.warnings = loaded.locate(origin, &planned.plan.warnings);
         planned.plan.nodes_left_alone = loaded.locate(origin, &planned.plan.nodes_left_alone);
-        print_diagnostics(&planned.plan.errors);
+        print_diagnostics(console, &planned.plan.errors);
         failed |= !planned.plan.valid;
         let summary = &planned.plan.summary;
         changes |= summary.add + summary.change + summary.destroy > 0;
@@ -203,11 +227,11 @@ fn plan_command(
             } else {
                 serde_json::to_string_pretty(&documents)
             };
-            println!("{}", text.context("serializing the plan")?);
+            console.println(&text.context("serializing the plan")?)?;
         }
         Format::Text => {
             for (plan, source) in &plans {
-                print!("{}", output::human_plan(plan, source));
+                console.print(&output::human_plan(plan, source))?;
             }
         }
     }
@@ -218,25 +242,32 @@ fn plan_command(
     })
 }
 
-fn render(paths: &[PathBuf], inventory: Option<&std::path::Path>) -> Result<ExitCode> {
+fn render(
+    paths: &[PathBuf],
+    inventory: Option<&std::path::Path>,
+    console: &mut Console,
+) -> Result<ExitCode> {
     let loaded = input::load(paths, inventory)?;
-    print_diagnostics(&loaded.diagnostics);
+    print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     for (cluster, origin) in &loaded.clusters {
         let observed = loaded.observed_for(cluster, Timestamp::now())?;
         let planned = plan(cluster, &observed).context("planning")?;
         if !planned.plan.valid {
-            print_diagnostics(&loaded.locate(origin, &planned.plan.errors));
+            print_diagnostics(console, &loaded.locate(origin, &planned.plan.errors));
             failed = true;
             continue;
         }
+        // Once the reader has gone, the rest is checked (for the exit code) but not serialized.
         for manifest in &planned.manifests {
-            println!("---");
-            print!(
-                "{}",
-                serde_saphyr::to_string(&manifest.body)
-                    .with_context(|| format!("serializing {}", manifest.key))?
-            );
+            if console.out_closed() {
+                break;
+            }
+            console.println("---")?;
+            console.print(
+                &serde_saphyr::to_string(&manifest.body)
+                    .with_context(|| format!("serializing {}", manifest.key))?,
+            )?;
         }
     }
     Ok(if failed {

@@ -50,6 +50,12 @@ pub fn thousands(value: u64) -> String {
     out
 }
 
+/// `value` and `noun`, plural unless one: "1 node", "8,750 nodes".
+pub fn count(value: u64, noun: &str) -> String {
+    let plural = if value == 1 { "" } else { "s" };
+    format!("{} {noun}{plural}", thousands(value))
+}
+
 fn number(value: f64, decimals: usize) -> String {
     format!("{value:.decimals$}")
 }
@@ -81,8 +87,8 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
     if !plan.valid {
         let _ = writeln!(
             out,
-            "The spec is invalid ({} errors, printed above): nothing would change.\n",
-            plan.errors.len()
+            "The spec is invalid ({}, printed above): nothing would change.\n",
+            count(plan.errors.len() as u64, "error")
         );
     }
     let node_pools: Vec<_> = plan
@@ -95,10 +101,10 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
         for pool in node_pools {
             let _ = writeln!(
                 out,
-                "  {} {}: {} nodes",
+                "  {} {}: {}",
                 paint("~", "33"),
                 pool.pool,
-                thousands(pool.nodes)
+                count(pool.nodes, "node")
             );
             for (item, count) in &pool.items {
                 let _ = writeln!(out, "      {:<64} {:>8}", item, thousands(*count));
@@ -106,8 +112,12 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
             if pool.deferred > 0 {
                 let _ = writeln!(
                     out,
-                    "      {} nodes wait for a later step before their disruptive changes (maxUnavailable)",
-                    thousands(pool.deferred)
+                    "      {} for a later step before their disruptive changes (maxUnavailable)",
+                    if pool.deferred == 1 {
+                        "1 node waits".to_owned()
+                    } else {
+                        format!("{} nodes wait", thousands(pool.deferred))
+                    }
                 );
             }
         }

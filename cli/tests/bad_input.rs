@@ -12,7 +12,7 @@
 
 use std::{
     ffi::OsStr,
-    io::Read,
+    io::{BufRead, Read},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -887,6 +887,326 @@ fn inventory_node_listed_twice_is_named() {
             "node \"dgx-01\" is listed twice",
             "fix: list each node once",
         ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact limits of power, and plurals.
+
+#[test]
+fn a_power_budget_met_exactly_is_met() {
+    // Phase 2: 326.85 MW of IT x PUE 1.3 = 424.905 MW, which floating point makes
+    // 424.90500000000003; a budget of exactly that was "exceeded by 0.000 MW".
+    let text = std::fs::read_to_string(repo("examples/cortex/phase2.yaml")).unwrap();
+    let file = write(
+        "phase2-exact-budget.yaml",
+        replace_once(&text, "powerBudgetMW: 500", "powerBudgetMW: 424.905"),
+    );
+    let run = validate(&file);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("is valid"), "{run:?}");
+
+    // A watt less is over, and says by how much (never "by 0.000 MW"); the fix names an H100
+    // pool (10.2 kW a node), not the larger GB200 one (6.6 kW).
+    let file = write(
+        "phase2-a-watt-short.yaml",
+        replace_once(&text, "powerBudgetMW: 500", "powerBudgetMW: 424.904999"),
+    );
+    let run = validate(&file);
+    assert_rejected(&run);
+    assert_says(
+        &run,
+        &[
+            "exceeds the budget of 424.90 MW by 0.001 MW",
+            "fix: raise spec.site.powerBudgetMW to at least 424.91, or lower spec.gpuPools[1].expectedNodes (h100-hall-b) by 1 node (13.3 kW each at the facility)",
+        ],
+    );
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    // 54.6 kW against 50: one error, fixed by one a100-mig node (9.75 kW at the facility).
+    let (file, _) = small_with(
+        "one-error.yaml",
+        "powerBudgetMW: 0.2 ",
+        "powerBudgetMW: 0.05 ",
+    );
+    let run = kelvin(&[
+        OsStr::new("plan"),
+        OsStr::new("--offline"),
+        OsStr::new("-f"),
+        file.as_os_str(),
+    ]);
+    assert_rejected(&run);
+    assert!(
+        run.stdout
+            .contains("The spec is invalid (1 error, printed above)"),
+        "{run:?}"
+    );
+    assert_says(&run, &["by 1 node (", "by 0.005 MW"]);
+
+    // One l40s-shared node (and a quota it holds).
+    let text = replace_once(
+        &small(),
+        "expectedNodes: 4\n    accelerator:\n      vendor: nvidia\n      model: L40S",
+        "expectedNodes: 1\n    accelerator:\n      vendor: nvidia\n      model: L40S",
+    );
+    let file = write(
+        "one-node.yaml",
+        replace_once(&text, "{l40s-shared: 16}", "{l40s-shared: 4}"),
+    );
+    let run = kelvin(&[
+        OsStr::new("plan"),
+        OsStr::new("--offline"),
+        OsStr::new("-f"),
+        file.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("~ l40s-shared: 1 node\n"), "{run:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line and the output streams.
+
+#[test]
+fn usage_errors_exit_1_even_with_detailed_exitcode() {
+    // clap's own code for a usage error is 2, which --detailed-exitcode means "changes".
+    for (args, says) in [
+        (
+            &[
+                "plan",
+                "--offline",
+                "--detailed-exitcode",
+                "-o",
+                "yaml",
+                "-f",
+                "../examples/small/cluster.yaml",
+            ][..],
+            "invalid value 'yaml' for '--output <OUTPUT>'",
+        ),
+        (
+            &[
+                "plan",
+                "--detailed-exitcode",
+                "--offline",
+                "--no-such-flag",
+                "-f",
+                "x.yaml",
+            ][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["plan", "--offline", "--detailed-exitcode"][..],
+            "--filename <PATH>",
+        ),
+        (&["validate"][..], "--filename <PATH>"),
+        (&[][..], "Usage: kelvin <COMMAND>"),
+    ] {
+        let run = kelvin(args);
+        assert_rejected(&run);
+        assert_says(&run, &[says]);
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+    }
+    // Asking for help or the version is not an error.
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["plan", "--help"],
+        &["help", "plan"],
+    ] {
+        let run = kelvin(args);
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+        assert!(!run.stdout.is_empty(), "{args:?}: {run:?}");
+    }
+}
+
+/// A pipe whose reader has already gone, as `kelvin … | head -1` leaves one once head exits:
+/// every write to it fails with EPIPE, whatever the timing.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+/// `kelvin args` with a closed pipe for stdout (and for stderr too when `both`).
+fn kelvin_into_closed_pipe(args: &[&str], both: bool) -> Run {
+    let stderr = if both {
+        Stdio::from(closed_pipe())
+    } else {
+        Stdio::piped()
+    };
+    let output = command(args)
+        .stdout(closed_pipe())
+        .stderr(stderr)
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_commands_exit_code() {
+    // Like git and kubectl, nothing is said about it; unlike them (SIGPIPE, 141) the exit code
+    // is the one the command returns anyway, so `set -o pipefail` still sees "changes".
+    let cortex = "../examples/cortex/cluster.yaml";
+    for (args, code) in [
+        (
+            &["plan", "--offline", "--detailed-exitcode", "-f", cortex][..],
+            2,
+        ),
+        (&["plan", "--offline", "-f", cortex][..], 0),
+        (
+            &[
+                "plan",
+                "--offline",
+                "--detailed-exitcode",
+                "-o",
+                "json",
+                "-f",
+                cortex,
+            ][..],
+            2,
+        ),
+        (&["render", "-f", cortex][..], 0),
+        (&["validate", "-f", cortex][..], 0),
+        (&["crd"][..], 0),
+    ] {
+        let run = kelvin_into_closed_pipe(args, false);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {run:?}");
+        assert!(!run.stderr.contains("Broken pipe"), "{args:?}: {run:?}");
+        assert_eq!(run.stderr, "", "{args:?}: nothing said about it");
+        assert_eq!(run.code, Some(code), "{args:?}: {run:?}");
+    }
+
+    // An invalid spec with stderr closed too (`2>&1 | head -1`): still 1, not a panic's 101.
+    let run = kelvin_into_closed_pipe(
+        &[
+            "plan",
+            "--offline",
+            "--detailed-exitcode",
+            "-f",
+            cortex_over_budget("cortex-over-budget-closed.yaml")
+                .to_str()
+                .unwrap(),
+        ],
+        true,
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+}
+
+#[test]
+fn plan_into_head_ends_quietly() {
+    // What a person does: read the first line, then close the pipe.
+    let mut child = command(&[
+        "plan",
+        "--offline",
+        "--detailed-exitcode",
+        "-f",
+        "../examples/cortex/cluster.yaml",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("GpuCluster cortex — planned against"),
+        "{first}"
+    );
+    let output = child.wait_with_output().unwrap();
+    let run = Run {
+        code: output.status.code(),
+        stdout: first,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    assert_eq!(run.code, Some(2), "{run:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The read limit.
+
+/// `kelvin`'s read limit (cli/src/input.rs MAX_FILE_BYTES).
+const READ_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// A valid spec, then nothing (a hole: no disk used) up to one byte past the read limit, where
+/// an invalid document ends the file. A reader that stops at the limit sees only the valid one.
+fn spec_past_the_read_limit(name: &str) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let invalid = b"\n---\napiVersion: kelvin.dev/v1alpha1\nkind: GpuCluster\nmetadata: {name: over}\nspec: {}\n";
+    let path = write(name, small());
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(READ_LIMIT + 1 - invalid.len() as u64))
+        .unwrap();
+    file.write_all(invalid).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), READ_LIMIT + 1);
+    path
+}
+
+#[test]
+fn a_file_over_the_read_limit_is_an_error_naming_it_and_the_limit() {
+    let file = spec_past_the_read_limit("over-the-read-limit.yaml");
+    let run = validate(&file);
+    assert_rejected(&run);
+    assert_says(
+        &run,
+        &[
+            &format!(
+                "error: {} is larger than the read limit of 512 MiB (536,870,912 bytes)",
+                file.display()
+            ),
+            "fix: a GpuCluster spec is far smaller",
+        ],
+    );
+    assert!(!run.stdout.contains("valid"), "{run:?}");
+
+    let run = kelvin(&[
+        OsStr::new("plan"),
+        OsStr::new("--offline"),
+        OsStr::new("-f"),
+        OsStr::new("../examples/small/cluster.yaml"),
+        OsStr::new("--inventory"),
+        file.as_os_str(),
+    ]);
+    assert_rejected(&run);
+    assert_says(
+        &run,
+        &[
+            &format!(
+                "error: {} is larger than the read limit of 512 MiB",
+                file.display()
+            ),
+            "fix: give an inventory of this cluster's nodes only",
+        ],
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn standard_input_over_the_read_limit_is_an_error() {
+    // Standard input has no size to look at first: it is read up to the limit, and a byte more
+    // is an error (here from a file with a hole, so the bytes cost no disk).
+    let file = spec_past_the_read_limit("stdin-over-the-read-limit.yaml");
+    let output = command(&["validate", "-f", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_rejected(&run);
+    assert_says(
+        &run,
+        &["error: <stdin> is larger than the read limit of 512 MiB (536,870,912 bytes)"],
     );
 }
 
