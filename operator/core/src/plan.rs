@@ -247,16 +247,32 @@ pub fn orphans<'a>(
         .filter(move |key| !wanted.contains(key) && !is_namespace(key))
 }
 
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_zero),
+    }
+}
+
 fn is_namespace(key: &ObjectKey) -> bool {
     key.kind == "Namespace" && key.api_version == "v1"
 }
 
-/// Whether `current` already holds every field of `wanted` (fields the server adds are ignored).
+/// Whether `current` already holds every field of `wanted` (fields the server adds are ignored;
+/// a wanted zero value — false, 0, "", [], {} — matches an absent field, as the API server omits
+/// those it serializes with `omitempty`, e.g. PriorityClass `globalDefault: false`).
 fn contains(current: &Value, wanted: &Value) -> bool {
     match (current, wanted) {
-        (Value::Object(current), Value::Object(wanted)) => wanted
-            .iter()
-            .all(|(key, value)| current.get(key).is_some_and(|c| contains(c, value))),
+        (Value::Object(current), Value::Object(wanted)) => {
+            wanted.iter().all(|(key, value)| match current.get(key) {
+                Some(c) => contains(c, value),
+                None => is_zero(value),
+            })
+        }
         (Value::Array(current), Value::Array(wanted)) => {
             current.len() == wanted.len() && current.iter().zip(wanted).all(|(c, w)| contains(c, w))
         }
@@ -343,4 +359,27 @@ fn summarize(cluster: &GpuCluster, observed: &Observed, rollout: &Rollout) -> Ve
         })
         .filter(|p| p.pool != "(no pool)" || p.nodes > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::contains;
+
+    #[test]
+    fn fields_the_server_adds_or_omits_as_empty_are_no_change() {
+        let wanted =
+            json!({"value": 1000, "globalDefault": false, "metadata": {"labels": {"a": "b"}}});
+        let current = json!({"value": 1000, "metadata": {"labels": {"a": "b"}, "uid": "x"}});
+        assert!(contains(&current, &wanted));
+        assert!(!contains(
+            &json!({"value": 999, "metadata": {"labels": {"a": "b"}}}),
+            &wanted
+        ));
+        assert!(!contains(
+            &json!({"value": 1000, "globalDefault": true, "metadata": {"labels": {"a": "b"}}}),
+            &wanted
+        ));
+    }
 }

@@ -241,7 +241,9 @@ pub struct PoolRollout {
 /// The node writes allowed now, and each pool's budget.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollout {
-    /// Writes, in node-name order.
+    /// Writes, in node-name order, those that start a transition after all the others: a
+    /// caller must finish the others (which clear settled transitions) before it sends these,
+    /// or two transitions may be on a pool's nodes for a moment where the budget allows one.
     pub writes: Vec<NodeWrite>,
     /// Per pool, in spec order.
     pub pools: Vec<PoolRollout>,
@@ -374,6 +376,7 @@ pub fn rollout(
             writes.push(write);
         }
     }
+    writes.sort_by_key(|w| w.starts.is_some());
     writes.shrink_to_fit();
     Rollout {
         writes,

@@ -73,9 +73,18 @@ fn step(
     observed.workloads = workloads.clone();
     let planned = plan(cluster, &observed).unwrap();
     assert!(planned.plan.valid, "{:?}", planned.plan.errors);
+    // In the order given, each write landing before the next: never more transitions on the
+    // nodes than the budget, even between two writes of one step.
+    let budget = planned.rollout.pools[0].max_unavailable as usize;
     for write in &planned.rollout.writes {
         let node = nodes.iter_mut().find(|n| n.name == write.node).unwrap();
         write.apply_to(node);
+        assert!(
+            in_transition(nodes) <= budget,
+            "{} in transition after {}",
+            in_transition(nodes),
+            write.node
+        );
     }
     planned
 }

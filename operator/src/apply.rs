@@ -1,0 +1,315 @@
+//! Apply: what the plan decided, written to the cluster. Objects by server-side apply (field
+//! manager `kelvin`, force), in the plan's order (namespaces and cluster-wide objects, config,
+//! workloads, scheduling objects that reference them); then node writes; then orphans deleted
+//! (never a Namespace). Status last, through the status subresource.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use k8s_openapi::api::core::v1::Node;
+use kelvin_core::{
+    constants::FIELD_MANAGER,
+    desired::{Desired, Manifest, ObjectKey},
+    node_state::DesiredNodes,
+    rollout::NodeWrite,
+};
+use kelvin_crds::{
+    node::kelvin_annotations,
+    v1alpha1::{GpuCluster, GpuClusterStatus},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+
+use crate::observe::api_resource;
+
+/// Attempts at a taint write whose resourceVersion precondition failed (someone else wrote
+/// the node in between): read again, merge again.
+const TAINT_ATTEMPTS: usize = 5;
+
+/// Why applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A server-side apply of an object failed.
+    #[error("applying {key}")]
+    ApplyObject {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object's kind is not one `Desired` holds (a bug).
+    #[error("{key} is of a kind Kelvin does not write")]
+    UnknownKind {
+        /// The object.
+        key: String,
+    },
+    /// Deleting an orphan failed.
+    #[error("deleting {key}")]
+    DeleteOrphan {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing a node's labels and annotations failed.
+    #[error("writing labels and annotations of node {node}")]
+    WriteNodeLabels {
+        /// The node.
+        node: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing a node's taints failed.
+    #[error("writing taints of node {node}")]
+    WriteNodeTaints {
+        /// The node.
+        node: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A node's taints kept changing under Kelvin's writes.
+    #[error("writing taints of node {node}: it changed {TAINT_ATTEMPTS} times while Kelvin wrote")]
+    NodeKeptChanging {
+        /// The node.
+        node: String,
+    },
+    /// Writing the GpuCluster's status failed.
+    #[error("writing the status of GpuCluster {cluster}")]
+    WriteStatus {
+        /// The GpuCluster.
+        cluster: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ApplyError {
+    /// Short, stable label for the error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::ApplyObject { .. } => "apply_object",
+            Self::UnknownKind { .. } => "unknown_kind",
+            Self::DeleteOrphan { .. } => "delete_orphan",
+            Self::WriteNodeLabels { .. } => "write_node_labels",
+            Self::WriteNodeTaints { .. } => "write_node_taints",
+            Self::NodeKeptChanging { .. } => "node_kept_changing",
+            Self::WriteStatus { .. } => "write_status",
+        }
+    }
+}
+
+fn api_for(client: &Client, key: &ObjectKey) -> Result<Api<DynamicObject>, ApplyError> {
+    let kind = Desired::kinds()
+        .into_iter()
+        .find(|k| k.kind == key.kind && k.api_version == key.api_version)
+        .ok_or_else(|| ApplyError::UnknownKind {
+            key: key.to_string(),
+        })?;
+    let resource = api_resource(&kind);
+    Ok(match (&key.namespace, kind.namespaced) {
+        (Some(namespace), true) => Api::namespaced_with(client.clone(), namespace, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    })
+}
+
+/// Server-side applies every manifest, in order.
+pub async fn apply_objects(client: &Client, manifests: &[Manifest]) -> Result<usize, ApplyError> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for manifest in manifests {
+        let api = api_for(client, &manifest.key)?;
+        api.patch(&manifest.key.name, &params, &Patch::Apply(&manifest.body))
+            .await
+            .map_err(|source| ApplyError::ApplyObject {
+                key: manifest.key.to_string(),
+                source,
+            })?;
+    }
+    Ok(manifests.len())
+}
+
+/// Deletes `orphans` (the plan never lists a Namespace). Gone already counts as deleted.
+pub async fn delete_orphans<'a>(
+    client: &Client,
+    orphans: impl Iterator<Item = &'a ObjectKey>,
+) -> Result<usize, ApplyError> {
+    let mut deleted = 0;
+    for key in orphans {
+        let api = api_for(client, key)?;
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => deleted += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(ApplyError::DeleteOrphan {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// One node write: the whole Kelvin label set and Kelvin's annotations by server-side apply,
+/// then, when taints change, the taint list merged into the node as read just before, with
+/// its resourceVersion as precondition (retried on conflict).
+pub async fn write_node(
+    client: &Client,
+    nodes: &DesiredNodes,
+    write: &NodeWrite,
+    current_annotations: &BTreeMap<String, String>,
+) -> Result<(), ApplyError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = write.node.as_str();
+    // Server-side apply owns what it is given: always the whole set Kelvin wants.
+    let labels: serde_json::Map<String, Value> = match &write.diff.labels {
+        Some(labels) => labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v.as_ref())))
+            .collect(),
+        None => nodes
+            .get(node)
+            .flatten()
+            .map(|state| {
+                state
+                    .labels()
+                    .map(|(k, v)| (k.to_string(), json!(v.as_ref())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut annotations: BTreeMap<String, String> = kelvin_annotations(current_annotations);
+    for (key, value) in &write.annotations {
+        match value {
+            Some(value) => annotations.insert((*key).to_owned(), value.clone()),
+            None => annotations.remove(*key),
+        };
+    }
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node, "labels": labels, "annotations": annotations},
+    });
+    api.patch(
+        node,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| ApplyError::WriteNodeLabels {
+        node: node.to_owned(),
+        source,
+    })?;
+    if write.diff.add_taints.is_empty() && write.diff.remove_taints.is_empty() {
+        return Ok(());
+    }
+    for _ in 0..TAINT_ATTEMPTS {
+        let current = api
+            .get(node)
+            .await
+            .map_err(|source| ApplyError::WriteNodeTaints {
+                node: node.to_owned(),
+                source,
+            })?;
+        let taints: Vec<kelvin_crds::node::NodeTaint> =
+            crate::observe::slim(current.clone()).taints;
+        let Some(merged) = write.merge_taints(&taints) else {
+            return Ok(());
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"taints": merged},
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        match api.patch(node, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(source) => {
+                return Err(ApplyError::WriteNodeTaints {
+                    node: node.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Err(ApplyError::NodeKeptChanging {
+        node: node.to_owned(),
+    })
+}
+
+/// Every node write, `concurrency` at a time: first those that start no transition (clearing
+/// settled ones among them), and only when all of them are done those that start one, so the
+/// nodes never carry more transitions than the budget allows, even for a moment.
+pub async fn write_nodes(
+    client: &Client,
+    nodes: &DesiredNodes,
+    writes: &[NodeWrite],
+    annotations: &BTreeMap<&str, &BTreeMap<String, String>>,
+    concurrency: usize,
+) -> Result<usize, ApplyError> {
+    let starting = writes.partition_point(|w| w.starts.is_none());
+    let (others, starts) = writes.split_at(starting);
+    let done = write_batch(client, nodes, others, annotations, concurrency).await?;
+    Ok(done + write_batch(client, nodes, starts, annotations, concurrency).await?)
+}
+
+async fn write_batch(
+    client: &Client,
+    nodes: &DesiredNodes,
+    writes: &[NodeWrite],
+    annotations: &BTreeMap<&str, &BTreeMap<String, String>>,
+    concurrency: usize,
+) -> Result<usize, ApplyError> {
+    let empty = BTreeMap::new();
+    let mut pending = writes.iter();
+    let mut running = FuturesUnordered::new();
+    let mut done = 0;
+    loop {
+        while running.len() < concurrency.max(1) {
+            let Some(write) = pending.next() else { break };
+            let current = annotations
+                .get(write.node.as_str())
+                .copied()
+                .unwrap_or(&empty);
+            running.push(write_node(client, nodes, write, current));
+        }
+        match running.next().await {
+            Some(result) => {
+                result?;
+                done += 1;
+            }
+            None => return Ok(done),
+        }
+    }
+}
+
+/// Writes `status` through the status subresource.
+pub async fn write_status(
+    client: &Client,
+    cluster: &GpuCluster,
+    status: &GpuClusterStatus,
+) -> Result<(), ApplyError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let api: Api<GpuCluster> = Api::all(client.clone());
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await
+    .map_err(|source| ApplyError::WriteStatus {
+        cluster: name.clone(),
+        source,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Observe: the cluster as one [`Observed`] snapshot — nodes (slim: DESIGN.md §4), the objects
+//! Kelvin owns for a GpuCluster, which optional APIs are served, and `now`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Node;
+use kelvin_core::{
+    constants::{CLUSTER_LABEL, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL},
+    desired::{Desired, KindInfo, ObjectKey},
+    observed::{Observed, ServedApis, Timestamp},
+};
+use kelvin_crds::node::{NodeInfo, NodeTaint, kelvin_annotations};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams},
+};
+use serde_json::Value;
+
+/// Nodes listed per page: bounded memory per request at 70,000 nodes.
+const PAGE: u32 = 500;
+
+/// Why the cluster could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// Listing nodes failed.
+    #[error("listing nodes")]
+    ListNodes(#[source] kube::Error),
+    /// Listing Kelvin's objects of a kind failed.
+    #[error("listing {kind} objects of GpuCluster {cluster}")]
+    ListOwned {
+        /// The kind.
+        kind: &'static str,
+        /// The GpuCluster.
+        cluster: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Asking which API groups are served failed.
+    #[error("discovering API groups")]
+    Discover(#[source] kube::Error),
+    /// The API server listed a node twice.
+    #[error("building the snapshot")]
+    Snapshot(#[from] kelvin_core::observed::DuplicateNode),
+    /// An object listed did not serialize back to JSON.
+    #[error("reading {key}")]
+    ReadObject {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ObserveError {
+    /// Short, stable label for the error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::ListNodes(_) => "list_nodes",
+            Self::ListOwned { .. } => "list_owned",
+            Self::Discover(_) => "discover",
+            Self::Snapshot(_) => "snapshot",
+            Self::ReadObject { .. } => "read_object",
+        }
+    }
+}
+
+/// The slim view of `node`: what Kelvin decides on, nothing else kept.
+pub fn slim(node: Node) -> NodeInfo {
+    let Node {
+        metadata,
+        spec,
+        status,
+        ..
+    } = node;
+    let kelvin_label_keys = metadata.managed_fields.as_ref().map(|entries| {
+        let mut keys: Vec<String> = entries
+            .iter()
+            .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+            .filter_map(|e| {
+                e.fields_v1
+                    .as_ref()?
+                    .0
+                    .get("f:metadata")?
+                    .get("f:labels")?
+                    .as_object()
+            })
+            .flat_map(|labels| {
+                labels
+                    .keys()
+                    .filter_map(|k| k.strip_prefix("f:"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    });
+    let taints = spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| NodeTaint {
+            key: t.key,
+            value: t.value,
+            effect: t.effect,
+        })
+        .collect();
+    let (capacity, allocatable, ready) = match status {
+        Some(status) => {
+            let count = |resources: Option<
+                BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+            >| {
+                resources
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(key, _)| key.contains('/'))
+                    .filter_map(|(key, q)| Some((key, q.0.parse::<u64>().ok()?)))
+                    .collect::<BTreeMap<String, u64>>()
+            };
+            let ready = status
+                .conditions
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (count(status.capacity), count(status.allocatable), ready)
+        }
+        None => (BTreeMap::new(), BTreeMap::new(), false),
+    };
+    NodeInfo {
+        name: metadata.name.unwrap_or_default(),
+        labels: metadata.labels.unwrap_or_default(),
+        annotations: metadata
+            .annotations
+            .as_ref()
+            .map(kelvin_annotations)
+            .unwrap_or_default(),
+        taints,
+        capacity,
+        allocatable,
+        ready,
+        kelvin_label_keys,
+    }
+}
+
+/// Every node, listed page by page.
+pub async fn nodes(client: &Client) -> Result<Vec<NodeInfo>, ObserveError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut nodes = Vec::new();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list(&params).await.map_err(ObserveError::ListNodes)?;
+        nodes.extend(page.items.into_iter().map(slim));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(nodes),
+        }
+    }
+}
+
+/// The `ApiResource` of a kind Kelvin writes.
+pub fn api_resource(kind: &KindInfo) -> ApiResource {
+    let (group, version) = kind
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", kind.api_version));
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind.kind),
+        kind.plural,
+    )
+}
+
+/// Which optional APIs are served.
+pub async fn served_apis(client: &Client) -> Result<ServedApis, ObserveError> {
+    let groups = client
+        .list_api_groups()
+        .await
+        .map_err(ObserveError::Discover)?;
+    let serves = |group: &str, version: &str| {
+        groups
+            .groups
+            .iter()
+            .any(|g| g.name == group && g.versions.iter().any(|v| v.version == version))
+    };
+    Ok(ServedApis {
+        kueue: serves("kueue.x-k8s.io", "v1beta2"),
+        volcano: serves("topology.volcano.sh", "v1alpha1"),
+    })
+}
+
+/// Kelvin's objects of GpuCluster `cluster`, by identity, of every kind `Desired` can hold
+/// whose API is served (a kind that is not served holds nothing).
+pub async fn owned_objects(
+    client: &Client,
+    cluster: &str,
+    apis: ServedApis,
+) -> Result<BTreeMap<ObjectKey, Value>, ObserveError> {
+    let mut objects = BTreeMap::new();
+    let selector = format!("{CLUSTER_LABEL}={cluster}");
+    // Kelvin's own namespace is shared by every GpuCluster: labelled managed-by only.
+    let namespaces = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+    for kind in Desired::kinds() {
+        let served = match kind.group {
+            "kueue.x-k8s.io" => apis.kueue,
+            "topology.volcano.sh" => apis.volcano,
+            _ => true,
+        };
+        if !served {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(&kind));
+        let list = api
+            .list(&ListParams::default().labels(
+                if kind.kind == "Namespace" && kind.group.is_empty() {
+                    &namespaces
+                } else {
+                    &selector
+                },
+            ))
+            .await
+            .map_err(|source| ObserveError::ListOwned {
+                kind: kind.kind,
+                cluster: cluster.to_owned(),
+                source,
+            })?;
+        for object in list.items {
+            let key = ObjectKey {
+                api_version: kind.api_version.to_owned(),
+                kind: kind.kind.to_owned(),
+                namespace: object.metadata.namespace.clone(),
+                name: object.metadata.name.clone().unwrap_or_default(),
+            };
+            let mut value =
+                serde_json::to_value(&object).map_err(|source| ObserveError::ReadObject {
+                    key: key.to_string(),
+                    source,
+                })?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert("apiVersion".into(), Value::String(kind.api_version.into()));
+                map.insert("kind".into(), Value::String(kind.kind.into()));
+            }
+            objects.insert(key, value);
+        }
+    }
+    Ok(objects)
+}
+
+/// The whole snapshot for GpuCluster `cluster` at `now`.
+pub async fn observe(
+    client: &Client,
+    cluster: &str,
+    now: Timestamp,
+) -> Result<Observed, ObserveError> {
+    let apis = served_apis(client).await?;
+    let mut observed = Observed::new(nodes(client).await?, now)?;
+    observed.apis = apis;
+    observed.objects = owned_objects(client, cluster, apis).await?;
+    Ok(observed)
+}
