@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::api::core::v1::Node;
 use kelvin_core::{
-    constants::FIELD_MANAGER,
+    constants::{FIELD_MANAGER, FINALIZER},
     desired::{Desired, Manifest, ObjectKey},
     node_state::DesiredNodes,
     rollout::NodeWrite,
@@ -80,6 +80,15 @@ pub enum ApplyError {
         /// The node.
         node: String,
     },
+    /// Adding or removing the finalizer failed.
+    #[error("writing the finalizer of GpuCluster {cluster}")]
+    WriteFinalizer {
+        /// The GpuCluster.
+        cluster: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
     /// Writing the GpuCluster's status failed.
     #[error("writing the status of GpuCluster {cluster}")]
     WriteStatus {
@@ -101,6 +110,7 @@ impl ApplyError {
             Self::WriteNodeLabels { .. } => "write_node_labels",
             Self::WriteNodeTaints { .. } => "write_node_taints",
             Self::NodeKeptChanging { .. } => "node_kept_changing",
+            Self::WriteFinalizer { .. } => "write_finalizer",
             Self::WriteStatus { .. } => "write_status",
         }
     }
@@ -291,6 +301,58 @@ async fn write_batch(
             None => return Ok(done),
         }
     }
+}
+
+fn finalizers_patch(cluster: &GpuCluster, finalizers: Vec<String>) -> Value {
+    // The resourceVersion makes it a compare-and-swap: a list changed meanwhile is not lost.
+    json!({"metadata": {"finalizers": finalizers, "resourceVersion": cluster.metadata.resource_version}})
+}
+
+/// Adds `kelvin.dev/cleanup` to the GpuCluster when it is missing.
+pub async fn add_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(), ApplyError> {
+    let mut finalizers = cluster.metadata.finalizers.clone().unwrap_or_default();
+    if finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    finalizers.push(FINALIZER.to_owned());
+    patch_finalizers(client, cluster, finalizers).await
+}
+
+/// Removes `kelvin.dev/cleanup`: Kelvin is off the cluster's nodes, its objects are gone.
+pub async fn remove_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(), ApplyError> {
+    let finalizers: Vec<String> = cluster
+        .metadata
+        .finalizers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f != FINALIZER)
+        .collect();
+    patch_finalizers(client, cluster, finalizers).await
+}
+
+async fn patch_finalizers(
+    client: &Client,
+    cluster: &GpuCluster,
+    finalizers: Vec<String>,
+) -> Result<(), ApplyError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let api: Api<GpuCluster> = Api::all(client.clone());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(
+        &name,
+        &params,
+        &Patch::Merge(&finalizers_patch(cluster, finalizers)),
+    )
+    .await
+    .map_err(|source| ApplyError::WriteFinalizer {
+        cluster: name.clone(),
+        source,
+    })?;
+    Ok(())
 }
 
 /// Writes `status` through the status subresource.

@@ -79,6 +79,33 @@ pub struct Outcome {
     pub ready: bool,
 }
 
+/// The GpuCluster is being deleted: Kelvin's labels, taints and annotations off its nodes, its
+/// objects deleted (never a Namespace), then the finalizer removed so the deletion completes.
+async fn clean_up(cluster: &GpuCluster, ctx: &Context) -> Result<Outcome, ReconcileError> {
+    let client = &ctx.client;
+    let name = cluster.name_any();
+    let observed = observe::observe(client, &name, Timestamp::now()).await?;
+    let analysis = kelvin_core::analyze(&cluster.spec, &observed);
+    let writes = kelvin_core::rollout::cleanup(&cluster.spec, &analysis, &observed);
+    let annotations: BTreeMap<&str, &BTreeMap<String, String>> = observed
+        .nodes()
+        .iter()
+        .map(|n| (n.name.as_str(), &n.annotations))
+        .collect();
+    let none = kelvin_core::node_state::DesiredNodes::default();
+    let node_writes =
+        apply::write_nodes(client, &none, &writes, &annotations, ctx.write_concurrency).await?;
+    let deleted = apply::delete_orphans(client, orphans(&[], &observed.objects)).await?;
+    apply::remove_finalizer(client, cluster).await?;
+    tracing::info!(cluster = %name, node_writes, deleted, "cleaned up");
+    Ok(Outcome {
+        node_writes,
+        deleted,
+        settled: true,
+        ..Outcome::default()
+    })
+}
+
 /// One pass over `cluster`.
 pub async fn reconcile_once(
     cluster: &GpuCluster,
@@ -86,6 +113,10 @@ pub async fn reconcile_once(
 ) -> Result<Outcome, ReconcileError> {
     let client = &ctx.client;
     let name = cluster.name_any();
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return clean_up(cluster, ctx).await;
+    }
+    apply::add_finalizer(client, cluster).await?;
     let observed = observe::observe(client, &name, Timestamp::now()).await?;
     let planned = plan(cluster, &observed)?;
     let mut outcome = Outcome::default();

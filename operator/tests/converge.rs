@@ -161,7 +161,6 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
     stop.store(true, Ordering::Relaxed);
     sampler.await?;
     let status = ready?;
-    drop(operator);
     let condition = |type_: &str| {
         status
             .conditions
@@ -254,5 +253,72 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
     let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), "kelvin-system");
     let plugin = daemon_sets.get("kelvin-device-plugin-a100-mig").await?;
     assert_eq!(plugin.status.map(|s| s.number_ready), Some(4));
+
+    // Deleting the GpuCluster takes Kelvin off every node (finalizer kelvin.dev/cleanup) and
+    // deletes its objects, but never the tenants' namespaces.
+    let lab = clusters.get("lab").await?;
+    assert_eq!(
+        lab.metadata.finalizers.as_deref(),
+        Some(&["kelvin.dev/cleanup".to_owned()][..])
+    );
+    clusters.delete("lab", &Default::default()).await?;
+    wait_for(
+        "GpuCluster lab to be gone",
+        Duration::from_secs(60),
+        || async {
+            Ok(match clusters.get_opt("lab").await? {
+                None => Some(()),
+                Some(_) => None,
+            })
+        },
+    )
+    .await
+    .with_context(|| c.describe())?;
+    drop(operator);
+    let kelvins = |key: &str| {
+        key.starts_with("kelvin.dev/pool")
+            || key.starts_with("kelvin.dev/fabric")
+            || key.starts_with("kelvin.dev/cooling-zone")
+            || key.starts_with("network.topology.nvidia.com/")
+            || key == "nvidia.com/mig.config"
+            || key == "lab.example.com/purpose"
+    };
+    for node in nodes.list(&ListParams::default()).await?.items {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let left: Vec<&String> = labels.keys().filter(|k| kelvins(k)).collect();
+        assert!(left.is_empty(), "{name} keeps Kelvin's labels {left:?}");
+        let annotations = node.metadata.annotations.clone().unwrap_or_default();
+        assert!(
+            !annotations.keys().any(|k| k.starts_with("kelvin.dev/")),
+            "{name} keeps Kelvin's annotations {annotations:?}"
+        );
+        let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+        assert!(
+            !taints
+                .iter()
+                .any(|t| t.key == "lab.example.com/ci" && t.effect == "NoSchedule"),
+            "{name} keeps Kelvin's taint: {taints:?}"
+        );
+        if &name == foreign {
+            assert_eq!(labels["team.example.com/owner"], "infra");
+            assert!(
+                taints.iter().any(|t| t.effect == "PreferNoSchedule"),
+                "{taints:?}"
+            );
+        }
+    }
+    for name in ["research", "ci", "ci-nightly"] {
+        assert!(
+            namespaces.get_opt(name).await?.is_some(),
+            "namespace {name} was deleted"
+        );
+    }
+    assert!(
+        daemon_sets
+            .get_opt("kelvin-device-plugin-a100-mig")
+            .await?
+            .is_none()
+    );
     Ok(())
 }

@@ -483,3 +483,81 @@ fn node_write(
         holds,
     })
 }
+
+/// The writes that take Kelvin off every node of `spec` (the GpuCluster is being deleted):
+/// its labels (the whole set applied empty), the taints it recorded as its own, and its
+/// annotations. Not disruptive, so all at once; nodes left alone stay untouched, and nodes of
+/// no pool of this spec too (another GpuCluster's).
+pub fn cleanup(spec: &GpuClusterSpec, analysis: &Analysis, observed: &Observed) -> Vec<NodeWrite> {
+    let pools: BTreeSet<&str> = spec.gpu_pools.iter().map(|p| p.name.as_str()).collect();
+    observed
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            !analysis
+                .placement
+                .left_alone
+                .get(*i)
+                .copied()
+                .unwrap_or(true)
+        })
+        .filter(|(i, node)| {
+            analysis
+                .placement
+                .pool_of
+                .get(*i)
+                .copied()
+                .flatten()
+                .is_some()
+                || node
+                    .labels
+                    .get(crate::constants::POOL_LABEL)
+                    .is_some_and(|p| pools.contains(p.as_str()))
+        })
+        .filter_map(|(_, node)| {
+            let owned = owned_taints(node);
+            let remove_taints: Vec<NodeTaint> = node
+                .taints
+                .iter()
+                .filter(|t| owned.contains(&t.identity()))
+                .cloned()
+                .collect();
+            let annotations: Vec<(&'static str, Option<String>)> =
+                [OWNED_TAINTS_ANNOTATION, TRANSITION_ANNOTATION]
+                    .into_iter()
+                    .filter(|key| node.annotations.contains_key(*key))
+                    .map(|key| (key, None))
+                    .collect();
+            let labels_owned = match &node.kelvin_label_keys {
+                Some(keys) => keys.iter().any(|k| node.labels.contains_key(k)),
+                None => node.labels.contains_key(crate::constants::POOL_LABEL),
+            };
+            if !labels_owned && remove_taints.is_empty() && annotations.is_empty() {
+                return None;
+            }
+            let remove_labels = match &node.kelvin_label_keys {
+                Some(keys) => keys
+                    .iter()
+                    .filter(|k| node.labels.contains_key(*k))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut diff = NodeDiff::default();
+            diff.remove_labels = remove_labels;
+            diff.remove_taints = remove_taints;
+            diff.retarget_labels(std::sync::Arc::from([]), node);
+            Some(NodeWrite {
+                node: node.name.clone(),
+                pool: None,
+                zone: None,
+                diff,
+                annotations,
+                starts: None,
+                settles: None,
+                holds: None,
+            })
+        })
+        .collect()
+}

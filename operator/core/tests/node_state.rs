@@ -326,3 +326,36 @@ fn a_transition_on_a_node_that_left_the_pools_is_cleared() {
     let nodes = after(&spec, nodes);
     assert!(!nodes[0].annotations.contains_key(TRANSITION_ANNOTATION));
 }
+
+#[test]
+fn cleanup_takes_kelvin_off_its_nodes_and_leaves_the_rest() {
+    let spec = cluster(&pool("h100", "hgx", 8, 2, TAINT), "");
+    let mut nodes = simulate(&spec.spec);
+    nodes[0].taints.push(taint("nvidia.com/gpu", "present"));
+    nodes[0].labels.insert("team".into(), "infra".into());
+    let mut nodes = after(&spec, after(&spec, after(&spec, nodes)));
+    assert!(nodes.iter().all(|n| n.labels.contains_key(POOL_LABEL)));
+    let observed = Observed::new(nodes.clone(), now()).unwrap();
+    let analysis = kelvin_core::analyze(&spec.spec, &observed);
+    let writes = kelvin_core::rollout::cleanup(&spec.spec, &analysis, &observed);
+    assert_eq!(writes.len(), 2);
+    for write in &writes {
+        write.apply_to(nodes.iter_mut().find(|n| n.name == write.node).unwrap());
+    }
+    for node in &nodes {
+        let kelvins: Vec<&String> = node
+            .labels
+            .keys()
+            .filter(|k| k.starts_with("kelvin.dev/") || k.starts_with("network.topology"))
+            .collect();
+        assert!(kelvins.is_empty(), "{kelvins:?}");
+        assert!(node.annotations.is_empty(), "{:?}", node.annotations);
+        assert!(!node.taints.iter().any(|t| t.key == "example.com/dedicated"));
+    }
+    assert_eq!(nodes[0].labels["team"], "infra");
+    assert_eq!(nodes[0].taints, [taint("nvidia.com/gpu", "present")]);
+    // Nothing left to clean.
+    let observed = Observed::new(nodes, now()).unwrap();
+    let analysis = kelvin_core::analyze(&spec.spec, &observed);
+    assert!(kelvin_core::rollout::cleanup(&spec.spec, &analysis, &observed).is_empty());
+}
