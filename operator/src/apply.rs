@@ -11,6 +11,7 @@ use kelvin_core::{
     constants::{FIELD_MANAGER, FINALIZER},
     desired::{Desired, Manifest, ObjectKey},
     node_state::DesiredNodes,
+    observed::Observed,
     rollout::NodeWrite,
 };
 use kelvin_crds::{
@@ -260,24 +261,26 @@ pub async fn write_node(
 /// Every node write, `concurrency` at a time: first those that start no transition (clearing
 /// settled ones among them), and only when all of them are done those that start one, so the
 /// nodes never carry more transitions than the budget allows, even for a moment.
+/// Kelvin's annotations on each node are taken from `observed` (server-side apply sends the
+/// whole set it owns).
 pub async fn write_nodes(
     client: &Client,
     nodes: &DesiredNodes,
     writes: &[NodeWrite],
-    annotations: &BTreeMap<&str, &BTreeMap<String, String>>,
+    observed: &Observed,
     concurrency: usize,
 ) -> Result<usize, ApplyError> {
     let starting = writes.partition_point(|w| w.starts.is_none());
     let (others, starts) = writes.split_at(starting);
-    let done = write_batch(client, nodes, others, annotations, concurrency).await?;
-    Ok(done + write_batch(client, nodes, starts, annotations, concurrency).await?)
+    let done = write_batch(client, nodes, others, observed, concurrency).await?;
+    Ok(done + write_batch(client, nodes, starts, observed, concurrency).await?)
 }
 
 async fn write_batch(
     client: &Client,
     nodes: &DesiredNodes,
     writes: &[NodeWrite],
-    annotations: &BTreeMap<&str, &BTreeMap<String, String>>,
+    observed: &Observed,
     concurrency: usize,
 ) -> Result<usize, ApplyError> {
     let empty = BTreeMap::new();
@@ -287,10 +290,9 @@ async fn write_batch(
     loop {
         while running.len() < concurrency.max(1) {
             let Some(write) = pending.next() else { break };
-            let current = annotations
-                .get(write.node.as_str())
-                .copied()
-                .unwrap_or(&empty);
+            let current = observed
+                .node_index(&write.node)
+                .map_or(&empty, |i| &observed.nodes()[i].annotations);
             running.push(write_node(client, nodes, write, current));
         }
         match running.next().await {

@@ -2,7 +2,7 @@
 //! apply objects -> write nodes -> delete orphans -> status. Each step has its own error type;
 //! an invalid spec sets `Valid=False` and changes nothing else.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -87,14 +87,9 @@ async fn clean_up(cluster: &GpuCluster, ctx: &Context) -> Result<Outcome, Reconc
     let observed = observe::observe(client, &name, Timestamp::now()).await?;
     let analysis = kelvin_core::analyze(&cluster.spec, &observed);
     let writes = kelvin_core::rollout::cleanup(&cluster.spec, &analysis, &observed);
-    let annotations: BTreeMap<&str, &BTreeMap<String, String>> = observed
-        .nodes()
-        .iter()
-        .map(|n| (n.name.as_str(), &n.annotations))
-        .collect();
     let none = kelvin_core::node_state::DesiredNodes::default();
     let node_writes =
-        apply::write_nodes(client, &none, &writes, &annotations, ctx.write_concurrency).await?;
+        apply::write_nodes(client, &none, &writes, &observed, ctx.write_concurrency).await?;
     let deleted = apply::delete_orphans(client, orphans(&[], &observed.objects)).await?;
     apply::remove_finalizer(client, cluster).await?;
     tracing::info!(cluster = %name, node_writes, deleted, "cleaned up");
@@ -132,16 +127,11 @@ pub async fn reconcile_once(
             tracing::debug!(cluster = %name, object = %manifest.key, "applying");
         }
         outcome.objects = apply::apply_objects(client, &changed).await?;
-        let annotations: BTreeMap<&str, &BTreeMap<String, String>> = observed
-            .nodes()
-            .iter()
-            .map(|n| (n.name.as_str(), &n.annotations))
-            .collect();
         outcome.node_writes = apply::write_nodes(
             client,
             &planned.nodes,
             &planned.rollout.writes,
-            &annotations,
+            &observed,
             ctx.write_concurrency,
         )
         .await?;
