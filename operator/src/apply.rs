@@ -81,6 +81,13 @@ pub enum ApplyError {
         /// The node.
         node: String,
     },
+    /// A write without a label set for a node Kelvin has no desired state of (a bug: applying
+    /// no labels would remove Kelvin's).
+    #[error("node {node} has no desired state to apply")]
+    NoDesiredState {
+        /// The node.
+        node: String,
+    },
     /// Adding or removing the finalizer failed.
     #[error("writing the finalizer of GpuCluster {cluster}")]
     WriteFinalizer {
@@ -111,6 +118,7 @@ impl ApplyError {
             Self::WriteNodeLabels { .. } => "write_node_labels",
             Self::WriteNodeTaints { .. } => "write_node_taints",
             Self::NodeKeptChanging { .. } => "node_kept_changing",
+            Self::NoDesiredState { .. } => "no_desired_state",
             Self::WriteFinalizer { .. } => "write_finalizer",
             Self::WriteStatus { .. } => "write_status",
         }
@@ -185,6 +193,7 @@ pub async fn write_node(
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v.as_ref())))
             .collect(),
+        // An apply without Kelvin's labels would remove them: no state, no write.
         None => nodes
             .get(node)
             .flatten()
@@ -194,7 +203,9 @@ pub async fn write_node(
                     .map(|(k, v)| (k.to_string(), json!(v.as_ref())))
                     .collect()
             })
-            .unwrap_or_default(),
+            .ok_or_else(|| ApplyError::NoDesiredState {
+                node: node.to_owned(),
+            })?,
     };
     let mut annotations: BTreeMap<String, String> = kelvin_annotations(current_annotations);
     for (key, value) in &write.annotations {
