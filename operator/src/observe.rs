@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kelvin_core::{
-    constants::{CLUSTER_LABEL, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL},
+    constants::{
+        CLUSTER_LABEL, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, NAMESPACE,
+        OUT_OF_SERVICE_TAINT, TRANSITION_ANNOTATION,
+    },
     desired::{Desired, KindInfo, ObjectKey},
-    observed::{Observed, ServedApis, Timestamp},
+    observed::{NodeWorkload, Observed, ServedApis, Timestamp},
 };
 use kelvin_crds::node::{NodeInfo, NodeTaint, kelvin_annotations};
 use kube::{
@@ -36,6 +39,15 @@ pub enum ObserveError {
         #[source]
         source: kube::Error,
     },
+    /// Listing pods failed.
+    #[error("listing pods ({what})")]
+    ListPods {
+        /// Which pods.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
     /// Asking which API groups are served failed.
     #[error("discovering API groups")]
     Discover(#[source] kube::Error),
@@ -59,6 +71,7 @@ impl ObserveError {
         match self {
             Self::ListNodes(_) => "list_nodes",
             Self::ListOwned { .. } => "list_owned",
+            Self::ListPods { .. } => "list_pods",
             Self::Discover(_) => "discover",
             Self::Snapshot(_) => "snapshot",
             Self::ReadObject { .. } => "read_object",
@@ -247,6 +260,93 @@ pub async fn owned_objects(
     Ok(objects)
 }
 
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether a drain must evict `pod`: not finished, not a DaemonSet's or a mirror pod, and not
+/// tolerating the out-of-service taint (kubectl drain's rules, plus the taint).
+fn evictable(pod: &Pod) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    let daemon = pod
+        .metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.kind == "DaemonSet");
+    let mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let tolerates = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|t| {
+            t.operator.as_deref() == Some("Exists") && t.key.is_none()
+                || t.key.as_deref() == Some(OUT_OF_SERVICE_TAINT)
+        });
+    !(finished || daemon || mirror || tolerates)
+}
+
+/// What runs on the nodes, as far as settling transitions needs: Kelvin's DaemonSet pods that
+/// are not Ready (one list, in Kelvin's namespace), and for nodes being taken out of service
+/// the pods a drain still has to evict (one list per such node: at most the budget).
+pub async fn workloads(
+    client: &Client,
+    cluster: &str,
+    nodes: &[NodeInfo],
+) -> Result<BTreeMap<String, NodeWorkload>, ObserveError> {
+    let mut workloads: BTreeMap<String, NodeWorkload> = BTreeMap::new();
+    let kelvins: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let selector = format!("{CLUSTER_LABEL}={cluster}");
+    let list = kelvins
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| ObserveError::ListPods {
+            what: format!("{NAMESPACE} {selector}"),
+            source,
+        })?;
+    for pod in list.items.iter().filter(|p| !is_ready(p)) {
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            workloads.entry(node).or_default().unready_kelvin_pods += 1;
+        }
+    }
+    let all: Api<Pod> = Api::all(client.clone());
+    let draining = nodes.iter().filter(|n| {
+        n.annotations
+            .get(TRANSITION_ANNOTATION)
+            .is_some_and(|t| t.starts_with("out-of-service@"))
+    });
+    for node in draining {
+        let field = format!("spec.nodeName={}", node.name);
+        let pods = all
+            .list(&ListParams::default().fields(&field))
+            .await
+            .map_err(|source| ObserveError::ListPods {
+                what: field.clone(),
+                source,
+            })?;
+        let count = pods.items.iter().filter(|p| evictable(p)).count();
+        workloads
+            .entry(node.name.clone())
+            .or_default()
+            .evictable_pods = u32::try_from(count).unwrap_or(u32::MAX);
+    }
+    Ok(workloads)
+}
+
 /// The whole snapshot for GpuCluster `cluster` at `now`.
 pub async fn observe(
     client: &Client,
@@ -255,6 +355,7 @@ pub async fn observe(
 ) -> Result<Observed, ObserveError> {
     let apis = served_apis(client).await?;
     let mut observed = Observed::new(nodes(client).await?, now)?;
+    observed.workloads = workloads(client, cluster, observed.nodes()).await?;
     observed.apis = apis;
     observed.objects = owned_objects(client, cluster, apis).await?;
     Ok(observed)
