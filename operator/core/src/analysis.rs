@@ -301,4 +301,18 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn two_taints_of_one_key_and_effect_are_an_error() {
+        let spec = small_with(
+            "taints: [{key: lab.example.com/ci, value: \"true\", effect: NoSchedule}]",
+            "taints: [{key: lab.example.com/ci, value: \"true\", effect: NoSchedule}, {key: lab.example.com/ci, value: \"false\", effect: NoSchedule}]",
+        );
+        assert_eq!(
+            errors(&spec),
+            [
+                "spec.gpuPools[1].taints[1]: pool l40s-shared: a second taint with key lab.example.com/ci and effect NoSchedule; a node can carry only one"
+            ]
+        );
+    }
 }

@@ -119,6 +119,24 @@ pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                     .with_fix("select the pool's nodes by a label, e.g. matchLabels: {kelvin.dev/sku: hgx-h100}"),
             );
         }
+        // The API server rejects a Node with two taints of one key and effect.
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (index, taint) in pool.taints.iter().enumerate() {
+            let identity = (taint.key.as_str(), taint.effect.as_str());
+            if seen.contains(&identity) {
+                out.push(
+                    Diagnostic::error(
+                        format!("{path}.taints[{index}]"),
+                        format!(
+                            "pool {}: a second taint with key {} and effect {}; a node can carry only one",
+                            pool.name, identity.0, identity.1
+                        ),
+                    )
+                    .with_fix("keep one taint per key and effect"),
+                );
+            }
+            seen.push(identity);
+        }
         for (key, value) in &pool.labels {
             let at = format!("{path}.labels.{key}");
             if key.starts_with("kelvin.dev/") {
