@@ -24,7 +24,16 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::observe::api_resource;
+use crate::observe::{api_resource, taints};
+
+/// A merge patch under Kelvin's field manager (for what server-side apply cannot own: the
+/// atomic taint list, the finalizer list).
+fn update_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
 
 /// Attempts at a taint write whose resourceVersion precondition failed (someone else wrote
 /// the node in between): read again, merge again.
@@ -240,20 +249,17 @@ pub async fn write_node(
                 node: node.to_owned(),
                 source,
             })?;
-        let taints: Vec<kelvin_crds::node::NodeTaint> =
-            crate::observe::slim(current.clone()).taints;
-        let Some(merged) = write.merge_taints(&taints) else {
+        let Some(merged) = write.merge_taints(&taints(current.spec)) else {
             return Ok(());
         };
         let patch = json!({
             "metadata": {"resourceVersion": current.metadata.resource_version},
             "spec": {"taints": merged},
         });
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        match api.patch(node, &params, &Patch::Merge(&patch)).await {
+        match api
+            .patch(node, &update_params(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(source) => {
@@ -351,13 +357,9 @@ async fn patch_finalizers(
 ) -> Result<(), ApplyError> {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let api: Api<GpuCluster> = Api::all(client.clone());
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
     api.patch(
         &name,
-        &params,
+        &update_params(),
         &Patch::Merge(&finalizers_patch(cluster, finalizers)),
     )
     .await

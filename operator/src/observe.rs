@@ -79,6 +79,19 @@ impl ObserveError {
     }
 }
 
+/// A node's taints in Kelvin's type.
+pub fn taints(spec: Option<k8s_openapi::api::core::v1::NodeSpec>) -> Vec<NodeTaint> {
+    spec.and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| NodeTaint {
+            key: t.key,
+            value: t.value,
+            effect: t.effect,
+        })
+        .collect()
+}
+
 /// The slim view of `node`: what Kelvin decides on, nothing else kept.
 pub fn slim(node: Node) -> NodeInfo {
     let Node {
@@ -110,16 +123,7 @@ pub fn slim(node: Node) -> NodeInfo {
         keys.dedup();
         keys
     });
-    let taints = spec
-        .and_then(|s| s.taints)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| NodeTaint {
-            key: t.key,
-            value: t.value,
-            effect: t.effect,
-        })
-        .collect();
+    let taints = taints(spec);
     let (capacity, allocatable, ready) = match status {
         Some(status) => {
             let count = |resources: Option<

@@ -328,11 +328,16 @@ fn missing_scheduling_api(cluster: &GpuCluster, observed: &Observed) -> Option<&
 fn pool_statuses(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> Vec<PoolStatus> {
     let analysis = &planned.analysis;
     let mut counts = vec![(0u64, 0u64, 0u64); cluster.spec.gpu_pools.len()];
-    for (node, pool) in observed.nodes().iter().zip(&analysis.placement.pool_of) {
+    for (index, (node, pool)) in observed
+        .nodes()
+        .iter()
+        .zip(&analysis.placement.pool_of)
+        .enumerate()
+    {
         let Some(pool) = *pool else { continue };
         let labelled = planned
             .nodes
-            .get(&node.name)
+            .get_at(index, &node.name)
             .flatten()
             .is_some_and(|state| state.is_labelled(node));
         let entry = &mut counts[pool];
