@@ -19,12 +19,16 @@ use kelvin_crds::{
     v1alpha1::{GpuCluster, GpuClusterStatus},
 };
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, DynamicObject, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 
-use crate::observe::{api_resource, taints};
+use crate::{
+    api_client::{ApiClient, Request},
+    node_cache::NodeCache,
+    observe::{api_resource, taints},
+};
 
 /// A merge patch under Kelvin's field manager (for what server-side apply cannot own: the
 /// atomic taint list, the finalizer list).
@@ -134,7 +138,7 @@ impl ApplyError {
     }
 }
 
-fn api_for(client: &Client, key: &ObjectKey) -> Result<Api<DynamicObject>, ApplyError> {
+fn api_for(client: &kube::Client, key: &ObjectKey) -> Result<Api<DynamicObject>, ApplyError> {
     let kind = Desired::kinds()
         .into_iter()
         .find(|k| k.kind == key.kind && k.api_version == key.api_version)
@@ -149,11 +153,20 @@ fn api_for(client: &Client, key: &ObjectKey) -> Result<Api<DynamicObject>, Apply
 }
 
 /// Server-side applies every manifest, in order.
-pub async fn apply_objects(client: &Client, manifests: &[Manifest]) -> Result<usize, ApplyError> {
+pub async fn apply_objects(
+    client: &ApiClient,
+    manifests: &[Manifest],
+) -> Result<usize, ApplyError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for manifest in manifests {
-        let api = api_for(client, &manifest.key)?;
-        api.patch(&manifest.key.name, &params, &Patch::Apply(&manifest.body))
+        let api = api_for(&client.client, &manifest.key)?;
+        let write = Request::Write {
+            verb: "apply",
+            kind: &manifest.key.kind,
+        };
+        let body = Patch::Apply(&manifest.body);
+        client
+            .call(write, || api.patch(&manifest.key.name, &params, &body))
             .await
             .map_err(|source| ApplyError::ApplyObject {
                 key: manifest.key.to_string(),
@@ -165,13 +178,21 @@ pub async fn apply_objects(client: &Client, manifests: &[Manifest]) -> Result<us
 
 /// Deletes `orphans` (the plan never lists a Namespace). Gone already counts as deleted.
 pub async fn delete_orphans<'a>(
-    client: &Client,
+    client: &ApiClient,
     orphans: impl Iterator<Item = &'a ObjectKey>,
 ) -> Result<usize, ApplyError> {
     let mut deleted = 0;
+    let background = DeleteParams::background();
     for key in orphans {
-        let api = api_for(client, key)?;
-        match api.delete(&key.name, &DeleteParams::background()).await {
+        let api = api_for(&client.client, key)?;
+        let write = Request::Write {
+            verb: "delete",
+            kind: &key.kind,
+        };
+        match client
+            .call(write, || api.delete(&key.name, &background))
+            .await
+        {
             Ok(_) => deleted += 1,
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
@@ -186,15 +207,16 @@ pub async fn delete_orphans<'a>(
 }
 
 /// One node write: the whole Kelvin label set and Kelvin's annotations by server-side apply,
-/// then, when taints change, the taint list merged into the node as read just before, with
-/// its resourceVersion as precondition (retried on conflict).
+/// then, when taints change, the taint list merged into the node the apply returned, with its
+/// resourceVersion as precondition (on conflict: read again, merge again). Returns the
+/// resourceVersion of the last write.
 pub async fn write_node(
-    client: &Client,
+    client: &ApiClient,
     nodes: &DesiredNodes,
     write: &NodeWrite,
     current_annotations: &BTreeMap<String, String>,
-) -> Result<(), ApplyError> {
-    let api: Api<Node> = Api::all(client.clone());
+) -> Result<Option<String>, ApplyError> {
+    let api: Api<Node> = Api::all(client.client.clone());
     let node = write.node.as_str();
     // Server-side apply owns what it is given: always the whole set Kelvin wants.
     let labels: serde_json::Map<String, Value> = match &write.diff.labels {
@@ -228,40 +250,50 @@ pub async fn write_node(
         "kind": "Node",
         "metadata": {"name": node, "labels": labels, "annotations": annotations},
     });
-    api.patch(
-        node,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| ApplyError::WriteNodeLabels {
-        node: node.to_owned(),
-        source,
-    })?;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let labels_write = Request::Write {
+        verb: "apply",
+        kind: "Node",
+    };
+    let body = Patch::Apply(&body);
+    let mut current = client
+        .call(labels_write, || api.patch(node, &apply, &body))
+        .await
+        .map_err(|source| ApplyError::WriteNodeLabels {
+            node: node.to_owned(),
+            source,
+        })?;
     if write.diff.add_taints.is_empty() && write.diff.remove_taints.is_empty() {
-        return Ok(());
+        return Ok(current.metadata.resource_version);
     }
+    let taints_write = Request::Write {
+        verb: "patch",
+        kind: "Node",
+    };
+    let merge = update_params();
     for _ in 0..TAINT_ATTEMPTS {
-        let current = api
-            .get(node)
-            .await
-            .map_err(|source| ApplyError::WriteNodeTaints {
-                node: node.to_owned(),
-                source,
-            })?;
-        let Some(merged) = write.merge_taints(&taints(current.spec)) else {
-            return Ok(());
+        let version = current.metadata.resource_version.clone();
+        let Some(merged) = write.merge_taints(&taints(current.spec.take())) else {
+            return Ok(version);
         };
-        let patch = json!({
-            "metadata": {"resourceVersion": current.metadata.resource_version},
+        let patch = Patch::Merge(json!({
+            "metadata": {"resourceVersion": version},
             "spec": {"taints": merged},
-        });
-        match api
-            .patch(node, &update_params(), &Patch::Merge(&patch))
+        }));
+        match client
+            .call(taints_write, || api.patch(node, &merge, &patch))
             .await
         {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Ok(written) => return Ok(written.metadata.resource_version),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                current = client
+                    .call(Request::Read, || api.get(node))
+                    .await
+                    .map_err(|source| ApplyError::WriteNodeTaints {
+                        node: node.to_owned(),
+                        source,
+                    })?;
+            }
             Err(source) => {
                 return Err(ApplyError::WriteNodeTaints {
                     node: node.to_owned(),
@@ -279,45 +311,60 @@ pub async fn write_node(
 /// settled ones among them), and only when all of them are done those that start one, so the
 /// nodes never carry more transitions than the budget allows, even for a moment.
 /// Kelvin's annotations on each node are taken from `observed` (server-side apply sends the
-/// whole set it owns).
-pub async fn write_nodes(
-    client: &Client,
-    nodes: &DesiredNodes,
-    writes: &[NodeWrite],
-    observed: &Observed,
-    concurrency: usize,
-) -> Result<usize, ApplyError> {
-    let starting = writes.partition_point(|w| w.starts.is_none());
-    let (others, starts) = writes.split_at(starting);
-    let done = write_batch(client, nodes, others, observed, concurrency).await?;
-    Ok(done + write_batch(client, nodes, starts, observed, concurrency).await?)
+/// whole set it owns). Each write's resourceVersion goes to `cache`, so the next snapshot
+/// shows it.
+pub struct NodeWriter<'a> {
+    /// The client.
+    pub client: &'a ApiClient,
+    /// Where writes are expected.
+    pub cache: &'a NodeCache,
+    /// Writes in flight at once.
+    pub concurrency: usize,
 }
 
-async fn write_batch(
-    client: &Client,
-    nodes: &DesiredNodes,
-    writes: &[NodeWrite],
-    observed: &Observed,
-    concurrency: usize,
-) -> Result<usize, ApplyError> {
-    let empty = BTreeMap::new();
-    let mut pending = writes.iter();
-    let mut running = FuturesUnordered::new();
-    let mut done = 0;
-    loop {
-        while running.len() < concurrency.max(1) {
-            let Some(write) = pending.next() else { break };
-            let current = observed
-                .node_index(&write.node)
-                .map_or(&empty, |i| &observed.nodes()[i].annotations);
-            running.push(write_node(client, nodes, write, current));
-        }
-        match running.next().await {
-            Some(result) => {
-                result?;
-                done += 1;
+impl NodeWriter<'_> {
+    /// Every write of `writes`, starting ones last.
+    pub async fn write_nodes(
+        &self,
+        nodes: &DesiredNodes,
+        writes: &[NodeWrite],
+        observed: &Observed,
+    ) -> Result<usize, ApplyError> {
+        let starting = writes.partition_point(|w| w.starts.is_none());
+        let (others, starts) = writes.split_at(starting);
+        let done = self.write_batch(nodes, others, observed).await?;
+        Ok(done + self.write_batch(nodes, starts, observed).await?)
+    }
+
+    async fn write_batch(
+        &self,
+        nodes: &DesiredNodes,
+        writes: &[NodeWrite],
+        observed: &Observed,
+    ) -> Result<usize, ApplyError> {
+        let empty = BTreeMap::new();
+        let mut pending = writes.iter();
+        let mut running = FuturesUnordered::new();
+        let mut done = 0;
+        loop {
+            while running.len() < self.concurrency.max(1) {
+                let Some(write) = pending.next() else { break };
+                let current = observed
+                    .node_index(&write.node)
+                    .map_or(&empty, |i| &observed.nodes()[i].annotations);
+                running.push(async move {
+                    let version = write_node(self.client, nodes, write, current).await?;
+                    self.cache.expect(&write.node, version);
+                    Ok::<_, ApplyError>(())
+                });
             }
-            None => return Ok(done),
+            match running.next().await {
+                Some(result) => {
+                    result?;
+                    done += 1;
+                }
+                None => return Ok(done),
+            }
         }
     }
 }
@@ -328,7 +375,7 @@ fn finalizers_patch(cluster: &GpuCluster, finalizers: Vec<String>) -> Value {
 }
 
 /// Adds `kelvin.dev/cleanup` to the GpuCluster when it is missing.
-pub async fn add_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(), ApplyError> {
+pub async fn add_finalizer(client: &ApiClient, cluster: &GpuCluster) -> Result<(), ApplyError> {
     let mut finalizers = cluster.metadata.finalizers.clone().unwrap_or_default();
     if finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -338,7 +385,7 @@ pub async fn add_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(), 
 }
 
 /// Removes `kelvin.dev/cleanup`: Kelvin is off the cluster's nodes, its objects are gone.
-pub async fn remove_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(), ApplyError> {
+pub async fn remove_finalizer(client: &ApiClient, cluster: &GpuCluster) -> Result<(), ApplyError> {
     let finalizers: Vec<String> = cluster
         .metadata
         .finalizers
@@ -351,42 +398,48 @@ pub async fn remove_finalizer(client: &Client, cluster: &GpuCluster) -> Result<(
 }
 
 async fn patch_finalizers(
-    client: &Client,
+    client: &ApiClient,
     cluster: &GpuCluster,
     finalizers: Vec<String>,
 ) -> Result<(), ApplyError> {
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let api: Api<GpuCluster> = Api::all(client.clone());
-    api.patch(
-        &name,
-        &update_params(),
-        &Patch::Merge(&finalizers_patch(cluster, finalizers)),
-    )
-    .await
-    .map_err(|source| ApplyError::WriteFinalizer {
-        cluster: name.clone(),
-        source,
-    })?;
+    let api: Api<GpuCluster> = Api::all(client.client.clone());
+    let patch = Patch::Merge(finalizers_patch(cluster, finalizers));
+    let params = update_params();
+    let write = Request::Write {
+        verb: "patch",
+        kind: "GpuCluster",
+    };
+    client
+        .call(write, || api.patch(&name, &params, &patch))
+        .await
+        .map_err(|source| ApplyError::WriteFinalizer {
+            cluster: name.clone(),
+            source,
+        })?;
     Ok(())
 }
 
 /// Writes `status` through the status subresource.
 pub async fn write_status(
-    client: &Client,
+    client: &ApiClient,
     cluster: &GpuCluster,
     status: &GpuClusterStatus,
 ) -> Result<(), ApplyError> {
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let api: Api<GpuCluster> = Api::all(client.clone());
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status})),
-    )
-    .await
-    .map_err(|source| ApplyError::WriteStatus {
-        cluster: name.clone(),
-        source,
-    })?;
+    let api: Api<GpuCluster> = Api::all(client.client.clone());
+    let patch = Patch::Merge(json!({"status": status}));
+    let params = PatchParams::default();
+    let write = Request::Write {
+        verb: "patch",
+        kind: "GpuCluster/status",
+    };
+    client
+        .call(write, || api.patch_status(&name, &params, &patch))
+        .await
+        .map_err(|source| ApplyError::WriteStatus {
+            cluster: name.clone(),
+            source,
+        })?;
     Ok(())
 }

@@ -4,24 +4,31 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kelvin_core::{
     observed::Timestamp,
     plan::{orphans, plan},
     status::status,
 };
-use kelvin_crds::v1alpha1::GpuCluster;
+use kelvin_crds::v1alpha1::{GpuCluster, GpuClusterStatus};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::Action,
-        watcher::{self, Config},
+        events::{Event, EventType, Recorder},
+        watcher::Config,
     },
 };
 
-use crate::{apply, observe};
+use crate::{
+    api_client::ApiClient,
+    apply::{self, NodeWriter},
+    metrics::{GPUCLUSTER, Metrics},
+    node_cache::NodeCache,
+    observe,
+};
 
 /// How soon to look again while a rollout is under way (transitions settle in seconds).
 const ROLLING: Duration = Duration::from_secs(2);
@@ -30,13 +37,47 @@ const ROLLING: Duration = Duration::from_secs(2);
 const WAITING: Duration = Duration::from_secs(5);
 /// How soon to look again in a steady state (node and GpuCluster events wake it sooner).
 const STEADY: Duration = Duration::from_secs(300);
+/// How long a snapshot waits for the node watch to deliver Kelvin's own writes before the
+/// nodes are listed instead.
+const CACHE_LAG: Duration = Duration::from_secs(10);
 
 /// What the controller needs.
 pub struct Context {
-    /// The API client.
-    pub client: Client,
+    /// The API client, rate-limited and counted.
+    pub api: ApiClient,
+    /// The slim node cache.
+    pub nodes: Arc<NodeCache>,
     /// Node writes in flight at once.
     pub write_concurrency: usize,
+    /// Events on GpuClusters.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    fn metrics(&self) -> &Metrics {
+        &self.api.metrics
+    }
+
+    fn writer(&self) -> NodeWriter<'_> {
+        NodeWriter {
+            client: &self.api,
+            cache: &self.nodes,
+            concurrency: self.write_concurrency,
+        }
+    }
+
+    /// The nodes as the cache has them once it shows Kelvin's own writes; listed instead when
+    /// the watch lags that far behind (or has not synced: it always has, `run` waits).
+    async fn nodes(&self) -> Result<Vec<kelvin_crds::node::NodeInfo>, observe::ObserveError> {
+        match self.nodes.fresh_snapshot(CACHE_LAG).await {
+            Ok(Some(nodes)) => return Ok(nodes),
+            Ok(None) => tracing::warn!("node cache not synced; listing nodes"),
+            Err(lagging) => tracing::warn!(%lagging, "listing nodes instead"),
+        }
+        let nodes = observe::nodes(&self.api).await?;
+        self.nodes.forget_expectations();
+        Ok(nodes)
+    }
 }
 
 /// Why a reconcile failed, by step.
@@ -82,16 +123,16 @@ pub struct Outcome {
 /// The GpuCluster is being deleted: Kelvin's labels, taints and annotations off its nodes, its
 /// objects deleted (never a Namespace), then the finalizer removed so the deletion completes.
 async fn clean_up(cluster: &GpuCluster, ctx: &Context) -> Result<Outcome, ReconcileError> {
-    let client = &ctx.client;
+    let client = &ctx.api;
     let name = cluster.name_any();
-    let observed = observe::observe(client, &name, Timestamp::now()).await?;
+    let observed = observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
     let analysis = kelvin_core::analyze(&cluster.spec, &observed);
     let writes = kelvin_core::rollout::cleanup(&cluster.spec, &analysis, &observed);
     let none = kelvin_core::node_state::DesiredNodes::default();
-    let node_writes =
-        apply::write_nodes(client, &none, &writes, &observed, ctx.write_concurrency).await?;
+    let node_writes = ctx.writer().write_nodes(&none, &writes, &observed).await?;
     let deleted = apply::delete_orphans(client, orphans(&[], &observed.objects)).await?;
     apply::remove_finalizer(client, cluster).await?;
+    ctx.metrics().pools(&name, &[]);
     tracing::info!(cluster = %name, node_writes, deleted, "cleaned up");
     Ok(Outcome {
         node_writes,
@@ -106,13 +147,13 @@ pub async fn reconcile_once(
     cluster: &GpuCluster,
     ctx: &Context,
 ) -> Result<Outcome, ReconcileError> {
-    let client = &ctx.client;
+    let client = &ctx.api;
     let name = cluster.name_any();
     if cluster.metadata.deletion_timestamp.is_some() {
         return clean_up(cluster, ctx).await;
     }
     apply::add_finalizer(client, cluster).await?;
-    let observed = observe::observe(client, &name, Timestamp::now()).await?;
+    let observed = observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
     let planned = plan(cluster, &observed)?;
     let mut outcome = Outcome::default();
     if planned.plan.valid {
@@ -127,14 +168,10 @@ pub async fn reconcile_once(
             tracing::debug!(cluster = %name, object = %manifest.key, "applying");
         }
         outcome.objects = apply::apply_objects(client, &changed).await?;
-        outcome.node_writes = apply::write_nodes(
-            client,
-            &planned.nodes,
-            &planned.rollout.writes,
-            &observed,
-            ctx.write_concurrency,
-        )
-        .await?;
+        outcome.node_writes = ctx
+            .writer()
+            .write_nodes(&planned.nodes, &planned.rollout.writes, &observed)
+            .await?;
         outcome.deleted =
             apply::delete_orphans(client, orphans(&planned.manifests, &observed.objects)).await?;
     }
@@ -144,8 +181,17 @@ pub async fn reconcile_once(
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
+    ctx.metrics().pools(
+        &name,
+        &new_status
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), p.labelled_nodes, p.in_transition))
+            .collect::<Vec<_>>(),
+    );
     if cluster.status.as_ref() != Some(&new_status) {
         apply::write_status(client, cluster, &new_status).await?;
+        publish_changes(ctx, cluster, cluster.status.as_ref(), &new_status).await;
     }
     tracing::info!(
         cluster = %name,
@@ -159,8 +205,77 @@ pub async fn reconcile_once(
     Ok(outcome)
 }
 
+/// Whether a condition in this state is something to look at (a Warning event).
+fn is_warning(condition: &Condition) -> bool {
+    let healthy = match condition.type_.as_str() {
+        // Conditions that are bad when True.
+        "NodeConflicts" | "Degraded" => "False",
+        // Progressing is neither: a rollout is normal work.
+        "Progressing" => return false,
+        _ => "True",
+    };
+    condition.status != healthy
+}
+
+/// One Event per condition whose status or reason changed: what `kubectl describe gpuc` and
+/// `kubectl get events` show. Only on changes, so a steady state writes nothing.
+async fn publish_changes(
+    ctx: &Context,
+    cluster: &GpuCluster,
+    old: Option<&GpuClusterStatus>,
+    new: &GpuClusterStatus,
+) {
+    let reference = cluster.object_ref(&());
+    for condition in &new.conditions {
+        let before = old
+            .into_iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == condition.type_);
+        if before.is_some_and(|b| b.status == condition.status && b.reason == condition.reason) {
+            continue;
+        }
+        // The API server caps an Event's note at 1 kB.
+        let mut note = format!(
+            "{}={}: {}",
+            condition.type_, condition.status, condition.message
+        );
+        if note.len() > 1000 {
+            let cut = (0..=1000)
+                .rev()
+                .find(|i| note.is_char_boundary(*i))
+                .unwrap_or(0);
+            note.truncate(cut);
+            note.push('…');
+        }
+        let event = Event {
+            type_: if is_warning(condition) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: condition.reason.clone(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        ctx.metrics().wrote("create", "Event");
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            // Events are for people; failing to write one must not fail the reconcile.
+            tracing::warn!(%error, cluster = %cluster.name_any(), reason = %condition.reason, "publishing an event");
+        }
+    }
+}
+
 async fn reconcile(cluster: Arc<GpuCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let outcome = reconcile_once(&cluster, &ctx).await?;
+    let start = std::time::Instant::now();
+    let result = reconcile_once(&cluster, &ctx).await;
+    ctx.metrics().reconciled(
+        GPUCLUSTER,
+        start.elapsed(),
+        result.as_ref().err().map(ReconcileError::metric_label),
+    );
+    ctx.metrics().nodes_cached(ctx.nodes.len());
+    let outcome = result?;
     Ok(Action::requeue(match (outcome.settled, outcome.ready) {
         (false, _) => ROLLING,
         (true, false) => WAITING,
@@ -173,17 +288,18 @@ fn error_policy(cluster: Arc<GpuCluster>, error: &ReconcileError, _: Arc<Context
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the GpuCluster controller until the process is told to stop.
-pub async fn run(ctx: Context) -> anyhow::Result<()> {
-    let clusters: Api<GpuCluster> = Api::all(ctx.client.clone());
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    // Any node change may change any GpuCluster's plan: look again (queued requests merge).
-    let node_changes = watcher::watcher(nodes, Config::default())
-        .touched_objects()
-        .filter_map(|event| async move { event.ok().map(|_| ()) });
+/// Runs the GpuCluster controller until `shutdown` completes. `node_changes` yields when the
+/// slim view of any node changed (any GpuCluster's plan may change: all are looked at again;
+/// queued requests merge).
+pub async fn run(
+    ctx: Context,
+    node_changes: impl Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let clusters: Api<GpuCluster> = Api::all(ctx.api.client.clone());
     Controller::new(clusters, Config::default())
         .reconcile_all_on(node_changes)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -191,5 +307,4 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
             }
         })
         .await;
-    Ok(())
 }

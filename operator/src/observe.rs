@@ -14,10 +14,12 @@ use kelvin_core::{
 };
 use kelvin_crds::node::{NodeInfo, NodeTaint, kelvin_annotations};
 use kube::{
-    Api, Client,
+    Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams},
 };
 use serde_json::Value;
+
+use crate::api_client::{ApiClient, Request};
 
 /// Nodes listed per page: bounded memory per request at 70,000 nodes.
 const PAGE: u32 = 500;
@@ -162,13 +164,16 @@ pub fn slim(node: Node) -> NodeInfo {
     }
 }
 
-/// Every node, listed page by page.
-pub async fn nodes(client: &Client) -> Result<Vec<NodeInfo>, ObserveError> {
-    let api: Api<Node> = Api::all(client.clone());
+/// Every node, listed page by page (when the cache cannot be trusted: see `node_cache`).
+pub async fn nodes(client: &ApiClient) -> Result<Vec<NodeInfo>, ObserveError> {
+    let api: Api<Node> = Api::all(client.client.clone());
     let mut nodes = Vec::new();
     let mut params = ListParams::default().limit(PAGE);
     loop {
-        let page = api.list(&params).await.map_err(ObserveError::ListNodes)?;
+        let page = client
+            .call(Request::Read, || api.list(&params))
+            .await
+            .map_err(ObserveError::ListNodes)?;
         nodes.extend(page.items.into_iter().map(slim));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
@@ -190,9 +195,9 @@ pub fn api_resource(kind: &KindInfo) -> ApiResource {
 }
 
 /// Which optional APIs are served.
-pub async fn served_apis(client: &Client) -> Result<ServedApis, ObserveError> {
+pub async fn served_apis(client: &ApiClient) -> Result<ServedApis, ObserveError> {
     let groups = client
-        .list_api_groups()
+        .call(Request::Read, || client.client.list_api_groups())
         .await
         .map_err(ObserveError::Discover)?;
     let serves = |group: &str, version: &str| {
@@ -210,7 +215,7 @@ pub async fn served_apis(client: &Client) -> Result<ServedApis, ObserveError> {
 /// Kelvin's objects of GpuCluster `cluster`, by identity, of every kind `Desired` can hold
 /// whose API is served (a kind that is not served holds nothing).
 pub async fn owned_objects(
-    client: &Client,
+    client: &ApiClient,
     cluster: &str,
     apis: ServedApis,
 ) -> Result<BTreeMap<ObjectKey, Value>, ObserveError> {
@@ -227,15 +232,15 @@ pub async fn owned_objects(
         if !served {
             continue;
         }
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(&kind));
-        let list = api
-            .list(&ListParams::default().labels(
-                if kind.kind == "Namespace" && kind.group.is_empty() {
-                    &namespaces
-                } else {
-                    &selector
-                },
-            ))
+        let api: Api<DynamicObject> = Api::all_with(client.client.clone(), &api_resource(&kind));
+        let params =
+            ListParams::default().labels(if kind.kind == "Namespace" && kind.group.is_empty() {
+                &namespaces
+            } else {
+                &selector
+            });
+        let list = client
+            .call(Request::Read, || api.list(&params))
             .await
             .map_err(|source| ObserveError::ListOwned {
                 kind: kind.kind,
@@ -308,15 +313,16 @@ fn evictable(pod: &Pod) -> bool {
 /// are not Ready (one list, in Kelvin's namespace), and for nodes being taken out of service
 /// the pods a drain still has to evict (one list per such node: at most the budget).
 pub async fn workloads(
-    client: &Client,
+    client: &ApiClient,
     cluster: &str,
     nodes: &[NodeInfo],
 ) -> Result<BTreeMap<String, NodeWorkload>, ObserveError> {
     let mut workloads: BTreeMap<String, NodeWorkload> = BTreeMap::new();
-    let kelvins: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let kelvins: Api<Pod> = Api::namespaced(client.client.clone(), NAMESPACE);
     let selector = format!("{CLUSTER_LABEL}={cluster}");
-    let list = kelvins
-        .list(&ListParams::default().labels(&selector))
+    let params = ListParams::default().labels(&selector);
+    let list = client
+        .call(Request::Read, || kelvins.list(&params))
         .await
         .map_err(|source| ObserveError::ListPods {
             what: format!("{NAMESPACE} {selector}"),
@@ -327,7 +333,7 @@ pub async fn workloads(
             workloads.entry(node).or_default().unready_kelvin_pods += 1;
         }
     }
-    let all: Api<Pod> = Api::all(client.clone());
+    let all: Api<Pod> = Api::all(client.client.clone());
     let draining = nodes.iter().filter(|n| {
         n.annotations
             .get(TRANSITION_ANNOTATION)
@@ -335,8 +341,9 @@ pub async fn workloads(
     });
     for node in draining {
         let field = format!("spec.nodeName={}", node.name);
-        let pods = all
-            .list(&ListParams::default().fields(&field))
+        let params = ListParams::default().fields(&field);
+        let pods = client
+            .call(Request::Read, || all.list(&params))
             .await
             .map_err(|source| ObserveError::ListPods {
                 what: field.clone(),
@@ -351,14 +358,15 @@ pub async fn workloads(
     Ok(workloads)
 }
 
-/// The whole snapshot for GpuCluster `cluster` at `now`.
+/// The whole snapshot for GpuCluster `cluster` at `now`, around `nodes` (from the cache).
 pub async fn observe(
-    client: &Client,
+    client: &ApiClient,
     cluster: &str,
+    nodes: Vec<NodeInfo>,
     now: Timestamp,
 ) -> Result<Observed, ObserveError> {
     let apis = served_apis(client).await?;
-    let mut observed = Observed::new(nodes(client).await?, now)?;
+    let mut observed = Observed::new(nodes, now)?;
     observed.workloads = workloads(client, cluster, observed.nodes()).await?;
     observed.apis = apis;
     observed.objects = owned_objects(client, cluster, apis).await?;

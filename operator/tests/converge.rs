@@ -10,7 +10,6 @@
 
 use std::{
     collections::BTreeMap,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -26,7 +25,7 @@ use k8s_openapi::api::{
 use kelvin_core::constants::{POOL_LABEL, TRANSITION_ANNOTATION};
 use kelvin_crds::v1alpha1::GpuCluster;
 use kelvin_e2e::{
-    SpecNodes, cluster,
+    OperatorProcess, SpecNodes, cluster,
     crd::{gpucluster_crd, install_crd},
     repo_root, run, wait_for,
 };
@@ -34,16 +33,6 @@ use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
-
-/// Kills the operator when the test ends, however it ends.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins() -> Result<()> {
@@ -69,15 +58,7 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
         .patch(foreign, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
 
-    let operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_kelvin-operator"))
-            .env("KUBECONFIG", c.kubeconfig())
-            .env("RUST_LOG", "info,kelvin_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting kelvin-operator")?,
-    );
+    let operator = OperatorProcess::start(c, env!("CARGO_BIN_EXE_kelvin-operator").as_ref(), &[])?;
 
     // The sampler: how many nodes of each pool carry a transition at once, from outside.
     let stop = Arc::new(AtomicBool::new(false));
@@ -156,7 +137,11 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
             run(c
                 .kubectl()
                 .args(["get", "gpuc", "lab", "-o", "jsonpath={.status.conditions}"]));
-        format!("{}\nconditions: {status:?}", c.describe())
+        format!(
+            "{}\nconditions: {status:?}\noperator log:\n{}",
+            c.describe(),
+            operator.log_tail(40)
+        )
     });
     stop.store(true, Ordering::Relaxed);
     sampler.await?;
@@ -253,6 +238,32 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
     let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), "kelvin-system");
     let plugin = daemon_sets.get("kelvin-device-plugin-a100-mig").await?;
     assert_eq!(plugin.status.map(|s| s.number_ready), Some(4));
+
+    // The operator's own view, from its endpoints: it leads, it is ready, it counted its
+    // writes and the pools' nodes.
+    assert_eq!(operator.get("/readyz")?.0, 200);
+    assert_eq!(operator.metric("kelvin_leader")?, 1.0);
+    assert!(
+        operator.metric(r#"kelvin_api_writes_total{verb="apply",kind="Node"}"#)? >= 8.0,
+        "every pool node had its labels applied"
+    );
+    for pool in ["a100-mig", "l40s-shared"] {
+        let series = format!(r#"kelvin_nodes_managed{{cluster="lab",pool="{pool}"}}"#);
+        assert_eq!(operator.metric(&series)?, 4.0, "{series}");
+    }
+    assert!(operator.metric(r#"kelvin_reconciles_total{controller="gpucluster"}"#)? >= 2.0);
+    // Events tell people what changed: the missing Kueue API is a Warning.
+    let events = run(c.kubectl().args([
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        "involvedObject.kind=GpuCluster,involvedObject.name=lab",
+        "-o",
+        r#"jsonpath={range .items[*]}{.type} {.reason}{"\n"}{end}"#,
+    ]))?;
+    assert!(events.contains("Warning ApiNotServed"), "{events}");
+    assert!(events.contains("Normal Converged"), "{events}");
 
     // Deleting the GpuCluster takes Kelvin off every node (finalizer kelvin.dev/cleanup) and
     // deletes its objects, but never the tenants' namespaces.

@@ -16,8 +16,10 @@
 pub mod cluster;
 pub mod crd;
 pub mod nodes;
+pub mod operator;
 pub mod process;
 
 pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};
 pub use nodes::{GpuNodes, Layout, SpecNodes};
+pub use operator::OperatorProcess;
 pub use process::{run, workspace_binary};
