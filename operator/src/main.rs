@@ -31,10 +31,10 @@ struct Args {
     write_concurrency: usize,
     /// Requests per second to the API server, on average (0: unlimited). Watches are not
     /// counted.
-    #[arg(long, default_value_t = 50.0, env = "KELVIN_KUBE_API_QPS")]
+    #[arg(long, default_value_t = 200.0, env = "KELVIN_KUBE_API_QPS")]
     kube_api_qps: f64,
     /// Requests that may go at once above the average rate.
-    #[arg(long, default_value_t = 100, env = "KELVIN_KUBE_API_BURST")]
+    #[arg(long, default_value_t = 400, env = "KELVIN_KUBE_API_BURST")]
     kube_api_burst: u32,
     /// Elect one acting replica through a Lease (turn off only when one replica runs).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "KELVIN_LEADER_ELECT")]

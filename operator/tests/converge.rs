@@ -22,7 +22,14 @@ use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{Namespace, Node},
 };
-use kelvin_core::constants::{POOL_LABEL, TRANSITION_ANNOTATION};
+use k8s_openapi::{
+    api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kelvin_core::{
+    constants::{POOL_LABEL, TRANSITION_ANNOTATION},
+    ownership::access_rules,
+};
 use kelvin_crds::v1alpha1::GpuCluster;
 use kelvin_e2e::{
     OperatorProcess, SpecNodes, cluster,
@@ -33,6 +40,53 @@ use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
+
+/// A ClusterRole of `kelvin_core::ownership::access_rules()`, bound to the ServiceAccount.
+async fn grant_access_rules(client: &kube::Client, namespace: &str, account: &str) -> Result<()> {
+    let rules = access_rules()
+        .into_iter()
+        .map(|rule| PolicyRule {
+            api_groups: Some(vec![rule.group.to_owned()]),
+            resources: Some(vec![rule.resource]),
+            verbs: rule.verbs.into_iter().map(str::to_owned).collect(),
+            ..PolicyRule::default()
+        })
+        .collect();
+    let name = "kelvin-operator-e2e";
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: account.into(),
+            namespace: Some(namespace.into()),
+            ..Subject::default()
+        }]),
+    };
+    let params = PatchParams::apply("kelvin-e2e").force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(name, &params, &Patch::Apply(&role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(name, &params, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
+}
 
 #[tokio::test]
 async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins() -> Result<()> {
@@ -58,7 +112,18 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
         .patch(foreign, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
 
-    let operator = OperatorProcess::start(c, env!("CARGO_BIN_EXE_kelvin-operator").as_ref(), &[])?;
+    // The operator runs as a ServiceAccount with exactly the rules kelvin-core lists (what
+    // docs/operator.md and the chart grant): a missing rule fails this test.
+    let (_, kubeconfig) = c
+        .service_account_client("default", "kelvin-operator")
+        .await?;
+    grant_access_rules(&client, "default", "kelvin-operator").await?;
+    let operator = OperatorProcess::start_as(
+        c,
+        &kubeconfig,
+        env!("CARGO_BIN_EXE_kelvin-operator").as_ref(),
+        &[],
+    )?;
 
     // The sampler: how many nodes of each pool carry a transition at once, from outside.
     let stop = Arc::new(AtomicBool::new(false));

@@ -36,8 +36,19 @@ fn free_port() -> Result<SocketAddr> {
 
 impl OperatorProcess {
     /// Starts `binary` (the test's `env!("CARGO_BIN_EXE_kelvin-operator")`) against `cluster`
-    /// with `args` added.
+    /// as its admin, with `args` added.
     pub fn start(cluster: &Cluster, binary: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_as(cluster, cluster.kubeconfig(), binary, args)
+    }
+
+    /// Like [`Self::start`], with the identity of `kubeconfig` (a ServiceAccount's, from
+    /// [`Cluster::service_account_client`], to prove the RBAC Kelvin documents is enough).
+    pub fn start_as(
+        cluster: &Cluster,
+        kubeconfig: &Path,
+        binary: &Path,
+        args: &[&str],
+    ) -> Result<Self> {
         let address = free_port()?;
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let log = cluster
@@ -45,7 +56,7 @@ impl OperatorProcess {
             .join(format!("kelvin-operator-{}-{n}.log", std::process::id()));
         let stderr = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(binary)
-            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kelvin_operator=debug")
             .arg("--http-address")
             .arg(address.to_string())
