@@ -6,6 +6,9 @@
 #   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
 #   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
 #   tests/cluster.sh nodes from-spec -f SPEC      create the nodes an offline plan of SPEC simulates
+#   tests/cluster.sh crds [--dir DIR]             install the Kueue and Volcano CRDs (from their own
+#                                                 projects, see tests/testbin/build.sh) and wait
+#                                                 until they are Established
 #   tests/cluster.sh stats [--dir DIR]            memory of each component, etcd size, object counts
 #   tests/cluster.sh down [--dir DIR]             stop everything and remove DIR
 #
@@ -31,7 +34,7 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,13p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$self" | sed 's/^# \{0,1\}//'; }
 
 # --- small helpers -------------------------------------------------------------------------
 
@@ -456,6 +459,20 @@ cmd_nodes() {
   KUBECONFIG="$dir/kubeconfig" run_fake_nodes "$@"
 }
 
+# The third-party CRDs Kelvin writes objects of (Kueue's from sigs.k8s.io/kueue, Volcano's
+# HyperNode generated from volcano.sh/apis), for running the operator by hand. Server-side
+# apply: Kueue's Workload CRD is too big for kubectl's last-applied annotation.
+cmd_crds() {
+  (($# == 0)) || die "crds: unknown argument $1"
+  [[ -f "$dir/kubeconfig" ]] || die "no cluster in $dir (run: tests/cluster.sh up)"
+  load_env
+  local crds
+  crds="$("$here/testbin/build.sh" --crds)" || die "tests/testbin/build.sh --crds failed"
+  local k=("$BIN/kubectl" --kubeconfig "$dir/kubeconfig")
+  "${k[@]}" apply --server-side --force-conflicts --field-manager=kelvin-crds -f "$crds"
+  "${k[@]}" wait --for condition=Established --timeout=60s -f "$crds"
+}
+
 cmd_stats() {
   load_env
   local name pid rss total=0
@@ -497,6 +514,7 @@ main() {
     down) cmd_down ;;
     env) cmd_env ;;
     nodes) cmd_nodes "${args[@]}" ;;
+    crds) cmd_crds "${args[@]}" ;;
     stats) cmd_stats ;;
     _supervise) supervise "$lifeline" ;;
     -h | --help | help) usage ;;
