@@ -210,8 +210,9 @@ fn is_warning(condition: &Condition) -> bool {
     let healthy = match condition.type_.as_str() {
         // Conditions that are bad when True.
         "NodeConflicts" | "Degraded" => "False",
-        // Progressing is neither: a rollout is normal work.
+        // A rollout is normal work, and Ready=False while it runs says no more than that.
         "Progressing" => return false,
+        "Ready" if condition.reason == "Progressing" => return false,
         _ => "True",
     };
     condition.status != healthy
@@ -307,4 +308,31 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            ..Condition::default()
+        }
+    }
+
+    #[test]
+    fn warnings_are_the_conditions_people_must_look_at() {
+        assert!(is_warning(&condition("Valid", "False", "SpecInvalid")));
+        assert!(!is_warning(&condition("Valid", "True", "SpecValid")));
+        assert!(is_warning(&condition("NodeConflicts", "True", "NodesLeftAlone")));
+        assert!(!is_warning(&condition("NodeConflicts", "False", "NoConflicts")));
+        assert!(is_warning(&condition("Degraded", "True", "CapacityReduced")));
+        assert!(!is_warning(&condition("Progressing", "True", "Converging")));
+        assert!(!is_warning(&condition("Ready", "False", "Progressing")));
+        assert!(is_warning(&condition("Ready", "False", "SchedulingPoliciesMissing")));
+        assert!(is_warning(&condition("SchedulingPolicies", "False", "ApiNotServed")));
+    }
 }
