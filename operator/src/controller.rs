@@ -319,7 +319,11 @@ mod tests {
             type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
-            ..Condition::default()
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
         }
     }
 
