@@ -5,7 +5,7 @@
 #                                                 kube-scheduler and kwok; print the exports
 #   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
 #   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
-#   tests/cluster.sh nodes from-spec -f SPEC      create the nodes an offline plan of SPEC simulates
+#   tests/cluster.sh nodes from-spec SPEC         create the nodes an offline plan of SPEC simulates
 #   tests/cluster.sh crds [--dir DIR]             install the Kueue and Volcano CRDs (from their own
 #                                                 projects, see tests/testbin/build.sh) and wait
 #                                                 until they are Established

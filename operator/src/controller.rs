@@ -331,12 +331,32 @@ mod tests {
     fn warnings_are_the_conditions_people_must_look_at() {
         assert!(is_warning(&condition("Valid", "False", "SpecInvalid")));
         assert!(!is_warning(&condition("Valid", "True", "SpecValid")));
-        assert!(is_warning(&condition("NodeConflicts", "True", "NodesLeftAlone")));
-        assert!(!is_warning(&condition("NodeConflicts", "False", "NoConflicts")));
-        assert!(is_warning(&condition("Degraded", "True", "CapacityReduced")));
+        assert!(is_warning(&condition(
+            "NodeConflicts",
+            "True",
+            "NodesLeftAlone"
+        )));
+        assert!(!is_warning(&condition(
+            "NodeConflicts",
+            "False",
+            "NoConflicts"
+        )));
+        assert!(is_warning(&condition(
+            "Degraded",
+            "True",
+            "CapacityReduced"
+        )));
         assert!(!is_warning(&condition("Progressing", "True", "Converging")));
         assert!(!is_warning(&condition("Ready", "False", "Progressing")));
-        assert!(is_warning(&condition("Ready", "False", "SchedulingPoliciesMissing")));
-        assert!(is_warning(&condition("SchedulingPolicies", "False", "ApiNotServed")));
+        assert!(is_warning(&condition(
+            "Ready",
+            "False",
+            "SchedulingPoliciesMissing"
+        )));
+        assert!(is_warning(&condition(
+            "SchedulingPolicies",
+            "False",
+            "ApiNotServed"
+        )));
     }
 }

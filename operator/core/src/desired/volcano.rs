@@ -14,19 +14,15 @@ use crate::{
     model::topology::{core_name, leaf_name, spine_name},
 };
 
+/// Tier numbers only: `spec.tierName` is not in volcano.sh/apis v1.13.0, whose CRD refuses it
+/// (a server-side apply fails with "field not declared in schema"); the names say the tier.
 fn hyper_node(
     name: &str,
     tier: u8,
-    tier_name: &str,
     members: Vec<Value>,
     owner: &Owner,
 ) -> CustomObject<super::HyperNode> {
-    CustomObject::new(
-        name,
-        None,
-        owner,
-        json!({"tier": tier, "tierName": tier_name, "members": members}),
-    )
+    CustomObject::new(name, None, owner, json!({"tier": tier, "members": members}))
 }
 
 fn member_hyper_node(name: &str) -> Value {
@@ -51,8 +47,7 @@ pub(super) fn build(spec: &GpuClusterSpec, analysis: &Analysis, owner: &Owner, o
             let members = vec![
                 json!({"type": "Node", "selector": {"labelMatch": {"matchLabels": {leaf_label.as_str(): leaf}}}}),
             ];
-            out.hyper_nodes
-                .push(hyper_node(&leaf, 1, "leaf", members, owner));
+            out.hyper_nodes.push(hyper_node(&leaf, 1, members, owner));
             blocks
                 .entry(group / per_block)
                 .or_default()
@@ -65,17 +60,12 @@ pub(super) fn build(spec: &GpuClusterSpec, analysis: &Analysis, owner: &Owner, o
         for (block, leaves) in blocks {
             let block_name = spine_name(name, block);
             out.hyper_nodes
-                .push(hyper_node(&block_name, 2, "spine", leaves, owner));
+                .push(hyper_node(&block_name, 2, leaves, owner));
             block_members.push(member_hyper_node(&block_name));
         }
         if design.tiers == 3 {
-            out.hyper_nodes.push(hyper_node(
-                &core_name(name),
-                3,
-                "core",
-                block_members,
-                owner,
-            ));
+            out.hyper_nodes
+                .push(hyper_node(&core_name(name), 3, block_members, owner));
         }
     }
 }

@@ -54,7 +54,11 @@ enum Cmd {
     FromSpec {
         /// YAML file holding one GpuCluster (read by kelvin's loader: a spec failing its schema
         /// or CEL rules is refused with the findings).
-        #[arg(value_name = "FILE", required_unless_present = "file", conflicts_with = "file")]
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
         spec: Option<PathBuf>,
         /// The same, as a flag (`-f FILE`, like kubectl).
         #[arg(short = 'f', long)]
@@ -224,7 +228,9 @@ async fn main() -> Result<()> {
             timeout,
             parallel,
         } => {
-            let file = file.or(spec).context("name the spec file: from-spec FILE")?;
+            let file = file
+                .or(spec)
+                .context("name the spec file: from-spec FILE")?;
             let mut set = SpecNodes::from_file(&file, max_per_pool)?;
             set.parallelism = parallel;
             let (first, last) = match (set.nodes.first(), set.nodes.last()) {
