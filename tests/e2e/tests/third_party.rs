@@ -229,13 +229,16 @@ async fn ensure_namespaces(client: &Client, manifests: &[Manifest]) -> Result<BT
     Ok(created)
 }
 
+/// The problems found with one object, and the object with its kind if it exists now.
+type Checked<'m> = (Vec<String>, Option<(&'m Manifest, KindInfo)>);
+
 /// One object strictly created, compared with what was stored, then server-side applied as
 /// the operator writes it: the problems found, and the object if it exists now.
 async fn check_one<'m>(
     client: &Client,
     case: &Case,
     manifest: &'m Manifest,
-) -> Result<(Vec<String>, Option<(&'m Manifest, KindInfo)>)> {
+) -> Result<Checked<'m>> {
     let mut problems = Vec::new();
     let kind = kind_info(manifest)?;
     let mut exists = false;
@@ -287,12 +290,11 @@ async fn create_each_case(client: &Client, cases: &[Case], group: &str) -> Resul
         }
         namespaces.extend(ensure_namespaces(client, &manifests).await?);
         // Sixteen at a time: the Cortex cases hold over a thousand objects.
-        let outcomes: Vec<(Vec<String>, Option<(&Manifest, KindInfo)>)> =
-            futures::stream::iter(&manifests)
-                .map(|manifest| check_one(client, case, manifest))
-                .buffer_unordered(16)
-                .try_collect()
-                .await?;
+        let outcomes: Vec<Checked<'_>> = futures::stream::iter(&manifests)
+            .map(|manifest| check_one(client, case, manifest))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
         let mut created = Vec::new();
         for (found, object) in outcomes {
             problems.extend(found);
