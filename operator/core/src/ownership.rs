@@ -101,12 +101,6 @@ pub fn access_rules() -> Vec<AccessRule> {
             vec!["create", "get", "update"],
             "leader election",
         ),
-        (
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            vec!["get", "list", "watch"],
-            "see whether Kueue and Volcano are installed",
-        ),
     ];
     rules.extend(
         own.into_iter()
