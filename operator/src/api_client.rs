@@ -87,6 +87,19 @@ impl ApiClient {
         }
     }
 
+    /// Sends one request once, within the rate limit, for calls where 429 is an answer and not
+    /// the API server shedding load (an eviction a PodDisruptionBudget forbids).
+    pub async fn call_once<T, Fut>(&self, request: Request<'_>, send: Fut) -> Result<T, kube::Error>
+    where
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.limiter.acquire().await;
+        if let Request::Write { verb, kind } = request {
+            self.metrics.wrote(verb, kind);
+        }
+        send.await
+    }
+
     /// Sends one request (`send` may be called again after a 429), within the rate limit.
     pub async fn call<T, F, Fut>(&self, request: Request<'_>, send: F) -> Result<T, kube::Error>
     where

@@ -25,6 +25,7 @@ use kube::{
 use crate::{
     api_client::ApiClient,
     apply::{self, NodeWriter},
+    drain,
     metrics::{GPUCLUSTER, Metrics},
     node_cache::NodeCache,
     observe,
@@ -51,6 +52,8 @@ pub struct Context {
     pub write_concurrency: usize,
     /// Events on GpuClusters.
     pub recorder: Recorder,
+    /// Pods already reported as held by a disruption budget.
+    pub blocked: drain::BlockedPods,
 }
 
 impl Context {
@@ -92,6 +95,9 @@ pub enum ReconcileError {
     /// Applying failed.
     #[error("applying")]
     Apply(#[from] apply::ApplyError),
+    /// Draining a node failed.
+    #[error("draining")]
+    Drain(#[from] drain::DrainError),
 }
 
 impl ReconcileError {
@@ -101,6 +107,7 @@ impl ReconcileError {
             Self::Observe(error) => error.metric_label(),
             Self::Plan(error) => error.metric_label(),
             Self::Apply(error) => error.metric_label(),
+            Self::Drain(error) => error.metric_label(),
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct Outcome {
     pub node_writes: usize,
     /// Orphans deleted.
     pub deleted: usize,
+    /// Pods evicted.
+    pub evicted: usize,
     /// Whether nothing is left to do.
     pub settled: bool,
     /// Whether the status says Ready.
@@ -125,7 +134,8 @@ pub struct Outcome {
 async fn clean_up(cluster: &GpuCluster, ctx: &Context) -> Result<Outcome, ReconcileError> {
     let client = &ctx.api;
     let name = cluster.name_any();
-    let observed = observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
+    let (observed, _) =
+        observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
     let analysis = kelvin_core::analyze(&cluster.spec, &observed);
     let writes = kelvin_core::rollout::cleanup(&cluster.spec, &analysis, &observed);
     let none = kelvin_core::node_state::DesiredNodes::default();
@@ -153,7 +163,8 @@ pub async fn reconcile_once(
         return clean_up(cluster, ctx).await;
     }
     apply::add_finalizer(client, cluster).await?;
-    let observed = observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
+    let (observed, to_evict) =
+        observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
     let planned = plan(cluster, &observed)?;
     let mut outcome = Outcome::default();
     if planned.plan.valid {
@@ -174,6 +185,9 @@ pub async fn reconcile_once(
             .await?;
         outcome.deleted =
             apply::delete_orphans(client, orphans(&planned.manifests, &observed.objects)).await?;
+        let drained = drain::evict(client, &name, &to_evict, &ctx.blocked).await?;
+        outcome.evicted = drained.evicted;
+        publish_blocked(ctx, cluster, &drained.newly_blocked).await;
     }
     outcome.settled = planned.rollout.is_settled() && planned.plan.objects.is_empty();
     let new_status = status(cluster, &planned, &observed);
@@ -199,6 +213,7 @@ pub async fn reconcile_once(
         objects = outcome.objects,
         node_writes = outcome.node_writes,
         deleted = outcome.deleted,
+        evicted = outcome.evicted,
         settled = outcome.settled,
         "reconciled"
     );
@@ -263,6 +278,32 @@ async fn publish_changes(
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {
             // Events are for people; failing to write one must not fail the reconcile.
             tracing::warn!(%error, cluster = %cluster.name_any(), reason = %condition.reason, "publishing an event");
+        }
+    }
+}
+
+/// A Warning per pod a PodDisruptionBudget keeps on a node being taken out of service: the
+/// drain waits (until the drain timeout), it does not force.
+async fn publish_blocked(
+    ctx: &Context,
+    cluster: &GpuCluster,
+    blocked: &[(observe::PodRef, String)],
+) {
+    let reference = cluster.object_ref(&());
+    for (pod, message) in blocked {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "EvictionBlocked".into(),
+            note: Some(format!(
+                "pod {}/{} on node {} stays for now: {message}",
+                pod.namespace, pod.name, pod.node
+            )),
+            action: "Drain".into(),
+            secondary: None,
+        };
+        ctx.metrics().wrote("create", "Event");
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, pod = %pod.name, "publishing an event");
         }
     }
 }

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         nodes,
         write_concurrency: args.write_concurrency,
         recorder,
+        blocked: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = controller::run(ctx, node_changes, async move {

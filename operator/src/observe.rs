@@ -309,14 +309,28 @@ fn evictable(pod: &Pod) -> bool {
     !(finished || daemon || mirror || tolerates)
 }
 
-/// What runs on the nodes, as far as settling transitions needs: Kelvin's DaemonSet pods that
-/// are not Ready (one list, in Kelvin's namespace), and for nodes being taken out of service
-/// the pods a drain still has to evict (one list per such node: at most the budget).
+/// A pod a drain has to evict.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The node it runs on.
+    pub node: String,
+    /// Whether it is terminating already (evicted before; its grace period runs).
+    pub terminating: bool,
+}
+
+/// What runs on the nodes, as far as settling transitions needs: per node, Kelvin's DaemonSet
+/// pods that are not Ready (one list, in Kelvin's namespace) and, for nodes being taken out of
+/// service, the pods a drain still has to evict (one list per such node: at most the budget);
+/// and those pods, for the drain to evict.
 pub async fn workloads(
     client: &ApiClient,
     cluster: &str,
     nodes: &[NodeInfo],
-) -> Result<BTreeMap<String, NodeWorkload>, ObserveError> {
+) -> Result<(BTreeMap<String, NodeWorkload>, Vec<PodRef>), ObserveError> {
     let mut workloads: BTreeMap<String, NodeWorkload> = BTreeMap::new();
     let kelvins: Api<Pod> = Api::namespaced(client.client.clone(), NAMESPACE);
     let selector = format!("{CLUSTER_LABEL}={cluster}");
@@ -339,6 +353,7 @@ pub async fn workloads(
             .get(TRANSITION_ANNOTATION)
             .is_some_and(|t| t.starts_with("out-of-service@"))
     });
+    let mut to_evict = Vec::new();
     for node in draining {
         let field = format!("spec.nodeName={}", node.name);
         let params = ListParams::default().fields(&field);
@@ -349,26 +364,35 @@ pub async fn workloads(
                 what: field.clone(),
                 source,
             })?;
-        let count = pods.items.iter().filter(|p| evictable(p)).count();
+        let before = to_evict.len();
+        to_evict.extend(pods.items.iter().filter(|p| evictable(p)).map(|p| PodRef {
+            namespace: p.metadata.namespace.clone().unwrap_or_default(),
+            name: p.metadata.name.clone().unwrap_or_default(),
+            node: node.name.clone(),
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        }));
         workloads
             .entry(node.name.clone())
             .or_default()
-            .evictable_pods = u32::try_from(count).unwrap_or(u32::MAX);
+            .evictable_pods = u32::try_from(to_evict.len() - before).unwrap_or(u32::MAX);
     }
-    Ok(workloads)
+    to_evict.sort();
+    Ok((workloads, to_evict))
 }
 
-/// The whole snapshot for GpuCluster `cluster` at `now`, around `nodes` (from the cache).
+/// The whole snapshot for GpuCluster `cluster` at `now`, around `nodes` (from the cache), and
+/// the pods drains have to evict.
 pub async fn observe(
     client: &ApiClient,
     cluster: &str,
     nodes: Vec<NodeInfo>,
     now: Timestamp,
-) -> Result<Observed, ObserveError> {
+) -> Result<(Observed, Vec<PodRef>), ObserveError> {
     let apis = served_apis(client).await?;
     let mut observed = Observed::new(nodes, now)?;
-    observed.workloads = workloads(client, cluster, observed.nodes()).await?;
+    let (workloads, to_evict) = workloads(client, cluster, observed.nodes()).await?;
+    observed.workloads = workloads;
     observed.apis = apis;
     observed.objects = owned_objects(client, cluster, apis).await?;
-    Ok(observed)
+    Ok((observed, to_evict))
 }
