@@ -19,6 +19,7 @@ pub mod node_state;
 pub mod observed;
 pub mod ownership;
 pub mod plan;
+pub mod quantity;
 pub mod rollout;
 pub mod status;
 

@@ -200,13 +200,22 @@ impl DesiredNodes {
         let mut shared_labels: FxHashMap<Group, Arc<[Label]>> = FxHashMap::default();
         for (index, node) in nodes.iter().enumerate() {
             let placement = &analysis.placement;
-            if placement.left_alone.get(index).copied().unwrap_or(true) {
+            // Left alone: matched by two pools or zones, or in none of this GpuCluster's
+            // pools while carrying another's pool label (that GpuCluster's node: one field
+            // manager writes for all of them, so an empty state here would undo its work).
+            let pool_of = placement.pool_of.get(index).copied().flatten();
+            let others = pool_of.is_none()
+                && node
+                    .labels
+                    .get(POOL_LABEL)
+                    .is_some_and(|p| !spec.gpu_pools.iter().any(|pool| pool.name == *p));
+            if others || placement.left_alone.get(index).copied().unwrap_or(true) {
                 names.push(Arc::from(node.name.as_str()));
                 states.push(None);
                 continue;
             }
             let mut state = NodeState::default();
-            if let Some(pool_index) = placement.pool_of.get(index).copied().flatten() {
+            if let Some(pool_index) = pool_of {
                 let pool = &spec.gpu_pools[pool_index];
                 state.pool = Some(pool_index);
                 state.taints = pool_taints[pool_index].clone();

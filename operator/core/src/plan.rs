@@ -263,6 +263,7 @@ fn is_namespace(key: &ObjectKey) -> bool {
 }
 
 /// Whether `current` already holds every field of `wanted` (fields the server adds are ignored;
+/// quantities are compared by value;
 /// a wanted zero value — false, 0, "", [], {} — matches an absent field, as the API server omits
 /// those it serializes with `omitempty`, e.g. PriorityClass `globalDefault: false`).
 fn contains(current: &Value, wanted: &Value) -> bool {
@@ -275,6 +276,11 @@ fn contains(current: &Value, wanted: &Value) -> bool {
         }
         (Value::Array(current), Value::Array(wanted)) => {
             current.len() == wanted.len() && current.iter().zip(wanted).all(|(c, w)| contains(c, w))
+        }
+        // Quantities come back canonical (`50000` is stored as `50k`).
+        (Value::String(c), Value::String(w)) => c == w || crate::quantity::same(c, w),
+        (Value::String(c), Value::Number(w)) | (Value::Number(w), Value::String(c)) => {
+            crate::quantity::same(c, &w.to_string())
         }
         _ => current == wanted,
     }
@@ -381,5 +387,16 @@ mod tests {
             &json!({"value": 1000, "globalDefault": true, "metadata": {"labels": {"a": "b"}}}),
             &wanted
         ));
+    }
+
+    #[test]
+    fn a_quantity_the_server_canonicalized_is_no_change() {
+        // examples/cortex's 50,000-GPU tenant quota, as the API server stores it.
+        let wanted = json!({"spec": {"hard": {"requests.nvidia.com/gpu": "50000"}}});
+        let stored = json!({"spec": {"hard": {"requests.nvidia.com/gpu": "50k"}}});
+        assert!(contains(&stored, &wanted));
+        let raised = json!({"spec": {"hard": {"requests.nvidia.com/gpu": "60k"}}});
+        assert!(!contains(&raised, &wanted));
+        assert!(contains(&json!({"replicas": "4"}), &json!({"replicas": 4})));
     }
 }

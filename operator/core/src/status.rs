@@ -98,7 +98,8 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
             true,
             "NodesLeftAlone",
             format!(
-                "{left_alone} nodes are left alone: {}",
+                "{left_alone} {} left alone: {}",
+                if left_alone == 1 { "node is" } else { "nodes are" },
                 listed(conflicts.iter().map(|d| d.message.clone()), "; ")
             ),
         )

@@ -315,6 +315,56 @@ fn volcano_hypernodes_cover_observed_leaves_beyond_the_design() {
 }
 
 #[test]
+fn two_gpuclusters_leave_each_others_nodes_alone() {
+    // One field manager writes for every GpuCluster: a node of the other's pool must get no
+    // desired state here, or this plan would remove the other's labels, taints and transition.
+    let a = cluster(&pool("h100", "hgx", 8, 2, TAINT), "");
+    let b_text = pool("b200", "dgx-b200", 8, 2, TAINT).replace("h100", "b200");
+    let b = cluster(&b_text, "");
+    let mut nodes = simulate(&a.spec);
+    nodes.extend(simulate(&b.spec));
+    for _ in 0..4 {
+        nodes = after(&a, nodes);
+        nodes = after(&b, nodes);
+    }
+    let b_node = nodes
+        .iter()
+        .find(|n| n.labels.get(POOL_LABEL).map(String::as_str) == Some("b200"))
+        .unwrap()
+        .clone();
+    assert!(
+        b_node
+            .taints
+            .contains(&taint("example.com/dedicated", "training"))
+    );
+    let planned_a = planned(&a, nodes.clone());
+    assert!(
+        planned_a
+            .rollout
+            .writes
+            .iter()
+            .all(|w| w.node != b_node.name),
+        "GpuCluster site (a) writes b's node {}",
+        b_node.name
+    );
+    assert!(planned_a.nodes.get(&b_node.name).flatten().is_none());
+    // A transition of b's survives a's pass.
+    let mut with_transition = nodes.clone();
+    let node = with_transition
+        .iter_mut()
+        .find(|n| n.name == b_node.name)
+        .unwrap();
+    node.annotations.insert(
+        TRANSITION_ANNOTATION.into(),
+        "taint@2026-12-01T11:59:00Z".into(),
+    );
+    let after_a = after(&a, with_transition);
+    let node = after_a.iter().find(|n| n.name == b_node.name).unwrap();
+    assert!(node.annotations.contains_key(TRANSITION_ANNOTATION));
+    assert_eq!(node.labels[POOL_LABEL], "b200");
+}
+
+#[test]
 fn a_transition_on_a_node_that_left_the_pools_is_cleared() {
     let spec = cluster(&pool("h100", "hgx", 8, 1, ""), "");
     let mut nodes = simulate(&spec.spec);
