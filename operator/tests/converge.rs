@@ -8,22 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failure is the report
 
-use std::{
-    collections::BTreeMap,
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+mod common;
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use common::{Operator, Sampler, budgets};
 use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{Namespace, Node},
 };
-use kelvin_core::constants::{POOL_LABEL, TRANSITION_ANNOTATION};
+use kelvin_core::constants::POOL_LABEL;
 use kelvin_crds::v1alpha1::GpuCluster;
 use kelvin_e2e::{
     SpecNodes, cluster,
@@ -34,16 +29,6 @@ use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
-
-/// Kills the operator when the test ends, however it ends.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins() -> Result<()> {
@@ -69,55 +54,12 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
         .patch(foreign, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
 
-    let operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_kelvin-operator"))
-            .env("KUBECONFIG", c.kubeconfig())
-            .env("RUST_LOG", "info,kelvin_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting kelvin-operator")?,
-    );
+    let operator = Operator::start(c, "lab")?;
 
-    // The sampler: how many nodes of each pool carry a transition at once, from outside.
-    let stop = Arc::new(AtomicBool::new(false));
-    let most_in_flight = Arc::new(AtomicUsize::new(0));
-    let samples = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (nodes, stop, most, samples) = (
-            nodes.clone(),
-            stop.clone(),
-            most_in_flight.clone(),
-            samples.clone(),
-        );
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(list) = nodes.list(&ListParams::default()).await {
-                    let mut per_pool: BTreeMap<String, usize> = BTreeMap::new();
-                    for node in &list.items {
-                        let in_flight = node
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .is_some_and(|a| a.contains_key(TRANSITION_ANNOTATION));
-                        let pool = node
-                            .metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(POOL_LABEL))
-                            .cloned();
-                        if let (true, Some(pool)) = (in_flight, pool) {
-                            *per_pool.entry(pool).or_default() += 1;
-                        }
-                    }
-                    let worst = per_pool.values().copied().max().unwrap_or(0);
-                    most.fetch_max(worst, Ordering::Relaxed);
-                    samples.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    // The sampler: per pool, nodes in transition (or NotReady) against maxUnavailable, from
+    // outside, every 20 ms and after every node watch event.
+    let budget = budgets(&common::load_spec(&spec)?, &set.nodes)?;
+    let sampler = Sampler::start(&client, Duration::from_millis(20), budget);
 
     run(c
         .kubectl()
@@ -156,10 +98,13 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
             run(c
                 .kubectl()
                 .args(["get", "gpuc", "lab", "-o", "jsonpath={.status.conditions}"]));
-        format!("{}\nconditions: {status:?}", c.describe())
+        format!(
+            "{}\nconditions: {status:?}\n{}",
+            c.describe(),
+            operator.log_tail(20)
+        )
     });
-    stop.store(true, Ordering::Relaxed);
-    sampler.await?;
+    let seen = sampler.stop().await;
     let status = ready?;
     let condition = |type_: &str| {
         status
@@ -207,11 +152,12 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
             "{pool:?}"
         );
     }
-    assert!(samples.load(Ordering::Relaxed) > 5, "the sampler ran");
+    seen.check(6)
+        .context("the sampler ran, within the budget")?;
     assert_eq!(
-        most_in_flight.load(Ordering::Relaxed),
-        1,
-        "maxUnavailable of 4-node pools is 1: at most one node of a pool in transition at any sample"
+        seen.most_in_transition.values().copied().max(),
+        Some(1),
+        "maxUnavailable of 4-node pools is 1: at most one node of a pool in transition at any sample: {seen:?}"
     );
 
     // Someone else's label and taint stayed; Kelvin's taint was added beside it.
