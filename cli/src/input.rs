@@ -57,6 +57,17 @@ impl Loaded {
         Observed::new(nodes, now).context("reading the nodes")
     }
 
+    /// The document `origin` names, as written (JSON), for a server-side apply of exactly
+    /// what the file says.
+    pub fn document(&self, origin: &Origin) -> Option<serde_json::Value> {
+        let bytes = self.sources.get(&origin.file)?;
+        load::parse_documents(&origin.file, bytes)
+            .ok()?
+            .into_iter()
+            .find(|d| d.origin.document == origin.document)
+            .map(|d| d.value)
+    }
+
     /// Where the nodes came from, for the plan's heading.
     pub fn node_source(&self) -> String {
         match &self.inventory {

@@ -2,6 +2,7 @@
 
 mod console;
 mod input;
+mod live;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -19,6 +20,12 @@ use crate::console::Console;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -33,14 +40,18 @@ enum Command {
         inventory: Option<PathBuf>,
     },
     /// Show what Kelvin would change: objects, node labels and taints, and the power,
-    /// cooling and fabric tables.
+    /// cooling and fabric tables. Against the cluster when there is one (server-side
+    /// dry-run), else offline.
     Plan {
         #[command(flatten)]
         files: Files,
-        /// Plan without a cluster (the only mode so far): against --inventory, or nodes
-        /// simulated from each pool's expectedNodes.
+        /// Plan without a cluster: against --inventory, or nodes simulated from each pool's
+        /// expectedNodes.
         #[arg(long)]
         offline: bool,
+        /// Save the plan (spec, what was observed, changes) for `kelvin apply FILE`.
+        #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+        out: Option<PathBuf>,
         /// Nodes to plan against: a Kelvin Inventory or `kubectl get nodes -o yaml` output.
         #[arg(long, value_name = "FILE")]
         inventory: Option<PathBuf>,
@@ -59,8 +70,87 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         inventory: Option<PathBuf>,
     },
+    /// Install or upgrade the CRD, show the plan, ask, apply the GpuCluster and wait for
+    /// the operator to converge. A saved plan (PLAN) is applied without asking, unless the
+    /// cluster moved since it was made.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["paths", "plan"])))]
+    Apply {
+        /// Spec files or directories of them; `-` reads standard input.
+        #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// A plan saved with `kelvin plan --out`.
+        #[arg(value_name = "PLAN")]
+        plan: Option<PathBuf>,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Longest wait for Ready, e.g. 90s, 10m, 1h.
+        #[arg(long, value_name = "D", default_value = "10m", value_parser = live::progress::parse_duration)]
+        timeout: std::time::Duration,
+        /// Return once the GpuCluster is written, without waiting for the operator.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// What the operator reports: conditions, pools, cooling zones, power, fabrics.
+    Status {
+        /// The GpuCluster (default: every one).
+        name: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = live::status::StatusFormat::Text)]
+        output: live::status::StatusFormat,
+    },
+    /// Report cooling zones' states (a facility system's or a person's word).
+    #[command(subcommand)]
+    Zone(ZoneCommand),
     /// Print Kelvin's CustomResourceDefinitions.
     Crd,
+    /// Delete a GpuCluster: Kelvin's objects and its labels and taints on nodes go,
+    /// Namespaces stay.
+    Destroy {
+        /// The GpuCluster.
+        name: String,
+        /// Destroy without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Longest wait for the operator's clean-up, e.g. 90s, 10m.
+        #[arg(long, value_name = "D", default_value = "10m", value_parser = live::progress::parse_duration)]
+        timeout: std::time::Duration,
+        /// Return once the deletion is requested.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZoneCommand {
+    /// Server-side apply of one zone's state (field manager kelvin-facility); shows the plan
+    /// it causes first.
+    Set {
+        /// The cooling zone.
+        zone: String,
+        /// Its state.
+        #[arg(long, value_enum)]
+        state: StateArg,
+        /// Heat the zone rejects now, in kW (a Degraded zone's degradedCapacityKW).
+        #[arg(long, value_name = "N")]
+        capacity_kw: Option<f64>,
+        /// The GpuCluster (default: the one that has the zone).
+        #[arg(short = 'c', long, value_name = "CLUSTER")]
+        cluster: Option<String>,
+        /// Report without asking.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    #[value(name = "Normal")]
+    Normal,
+    #[value(name = "Degraded")]
+    Degraded,
+    #[value(name = "Maintenance")]
+    Maintenance,
 }
 
 #[derive(clap::Args)]
@@ -71,7 +161,7 @@ struct Files {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     /// Human-readable, Terraform-style.
     Text,
     /// The documented JSON plan (docs/cli.md).
@@ -105,6 +195,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
+    let target = live::connect::Target {
+        kubeconfig: cli.kubeconfig,
+        context: cli.context,
+    };
     match cli.command {
         Command::Crd => {
             console.print(&kelvin_crds::crd::yaml().context("serializing the CRDs")?)?;
@@ -116,18 +210,33 @@ fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
         Command::Plan {
             files,
             offline,
+            out,
             inventory,
             output,
             detailed_exitcode,
         } => {
-            if !offline && input::kubeconfig_present() {
+            let cluster = live::connect::configured(&target);
+            if !offline && cluster && inventory.is_some() {
                 anyhow::bail!(
-                    "planning against a live cluster is not supported yet; pass --offline to plan against {}",
-                    if inventory.is_some() {
-                        "the inventory"
-                    } else {
-                        "nodes simulated from expectedNodes"
-                    }
+                    "--inventory plans against a file of nodes, not the cluster the kubeconfig names\n  fix: add --offline to plan against the inventory, or drop --inventory to plan against the cluster"
+                );
+            }
+            if !offline && cluster {
+                let (specs, failed) = live::load_specs(&files.paths, console)?;
+                return live::apply::plan_command(
+                    &target,
+                    specs,
+                    failed,
+                    output,
+                    detailed_exitcode,
+                    out.as_deref(),
+                    console,
+                );
+            }
+            if let Some(out) = out {
+                anyhow::bail!(
+                    "--out {} saves a plan of a cluster, and there is none (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster account)\n  fix: name the cluster with --kubeconfig / --context",
+                    out.display()
                 );
             }
             plan_command(
@@ -139,10 +248,76 @@ fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
             )
         }
         Command::Render { files, inventory } => render(&files.paths, inventory.as_deref(), console),
+        Command::Apply {
+            paths,
+            plan,
+            auto_approve,
+            timeout,
+            no_wait,
+        } => {
+            let options = live::apply::ApplyOptions {
+                auto_approve,
+                wait: !no_wait,
+                timeout,
+            };
+            match plan {
+                Some(path) => match live::saved::SavedPlan::read(&path)? {
+                    Some(saved) => {
+                        live::apply::apply_saved(&target, &path, saved, &options, console)
+                    }
+                    None => anyhow::bail!(
+                        "{} is not a saved plan\n  fix: apply a spec with -f {}, or save a plan first: kelvin plan -f SPEC --out PLAN",
+                        path.display(),
+                        path.display()
+                    ),
+                },
+                None => {
+                    let (specs, failed) = live::load_specs(&paths, console)?;
+                    live::apply::apply_specs(&target, specs, failed, &options, console)
+                }
+            }
+        }
+        Command::Status { name, output } => {
+            live::status::command(&target, name.as_deref(), output, console)
+        }
+        Command::Zone(ZoneCommand::Set {
+            zone,
+            state,
+            capacity_kw,
+            cluster,
+            auto_approve,
+        }) => {
+            let state = match state {
+                StateArg::Normal => kelvin_crds::v1alpha1::ZoneState::Normal,
+                StateArg::Degraded => kelvin_crds::v1alpha1::ZoneState::Degraded,
+                StateArg::Maintenance => kelvin_crds::v1alpha1::ZoneState::Maintenance,
+            };
+            let args = live::zone::ZoneSet {
+                zone,
+                state,
+                capacity_kw,
+                cluster,
+                auto_approve,
+            };
+            live::zone::command(&target, &args, console)
+        }
+        Command::Destroy {
+            name,
+            auto_approve,
+            timeout,
+            no_wait,
+        } => {
+            let options = live::destroy::DestroyOptions {
+                auto_approve,
+                wait: !no_wait,
+                timeout,
+            };
+            live::destroy::command(&target, &name, &options, console)
+        }
     }
 }
 
-fn print_diagnostics(console: &mut Console, diagnostics: &[Diagnostic]) {
+pub(crate) fn print_diagnostics(console: &mut Console, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
         console.eprintln(&output::paint_diagnostic(diagnostic));
     }

@@ -1,10 +1,13 @@
 //! Human output: Terraform-style object lines, node changes counted per pool, the summary
 //! line, then power, cooling and fabric tables. Colour only on a terminal (and not with NO_COLOR).
 
-use std::{fmt::Write as _, io::IsTerminal};
+use std::{collections::BTreeMap, fmt::Write as _, io::IsTerminal};
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use kelvin_core::plan::{Action, Plan};
+use kelvin_core::{
+    desired::ObjectKey,
+    plan::{Action, Plan},
+};
 use kelvin_crds::{
     diagnostics::{Diagnostic, Severity},
     v1alpha1::ZoneState,
@@ -14,7 +17,7 @@ fn colour_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }
 
-fn paint(text: &str, code: &str) -> String {
+pub fn paint(text: &str, code: &str) -> String {
     if colour_enabled() {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
@@ -56,11 +59,11 @@ pub fn count(value: u64, noun: &str) -> String {
     format!("{} {noun}{plural}", thousands(value))
 }
 
-fn number(value: f64, decimals: usize) -> String {
+pub fn number(value: f64, decimals: usize) -> String {
     format!("{value:.decimals$}")
 }
 
-fn table(headers: &[&str]) -> Table {
+pub fn table(headers: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -68,7 +71,7 @@ fn table(headers: &[&str]) -> Table {
     table
 }
 
-fn right(table: &mut Table, from: usize) {
+pub fn right(table: &mut Table, from: usize) {
     for index in from..table.column_count() {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
@@ -76,14 +79,45 @@ fn right(table: &mut Table, from: usize) {
     }
 }
 
+/// What a live plan adds to the text of a plan (empty offline).
+#[derive(Default)]
+pub struct Extras {
+    /// Sections after the heading: the GpuCluster and CRD themselves, drift.
+    pub preface: String,
+    /// Changed fields of changed objects, shown under each.
+    pub fields: BTreeMap<ObjectKey, Vec<String>>,
+    /// Per pool, a few of the nodes written.
+    pub examples: BTreeMap<String, Vec<String>>,
+    /// The blast-radius line, after the summary line.
+    pub blast: Option<String>,
+    /// IT MW of the live nodes matched, beside the design figure.
+    pub live_it_mw: Option<f64>,
+}
+
 /// The whole plan as text.
 pub fn human_plan(plan: &Plan, node_source: &str) -> String {
+    human_plan_with(plan, node_source, &Extras::default())
+}
+
+/// Paints `symbol` in Terraform's colour for it.
+pub fn symbol(action: Action) -> String {
+    let (symbol, code) = match action {
+        Action::Add => ("+", "32"),
+        Action::Change => ("~", "33"),
+        Action::Destroy => ("-", "31"),
+    };
+    paint(symbol, code)
+}
+
+/// The whole plan as text, with what a live plan adds.
+pub fn human_plan_with(plan: &Plan, node_source: &str, extras: &Extras) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "GpuCluster {} — planned against {node_source}.\n",
         plan.cluster
     );
+    out.push_str(&extras.preface);
     if !plan.valid {
         let _ = writeln!(
             out,
@@ -106,6 +140,19 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
                 pool.pool,
                 count(pool.nodes, "node")
             );
+            if let Some(names) = extras.examples.get(&pool.pool).filter(|_| pool.nodes > 0) {
+                let more = pool.nodes.saturating_sub(names.len() as u64);
+                let _ = writeln!(
+                    out,
+                    "      e.g. {}{}",
+                    names.join(", "),
+                    if more > 0 {
+                        format!(" and {} more", thousands(more))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             for (item, count) in &pool.items {
                 let _ = writeln!(out, "      {:<64} {:>8}", item, thousands(*count));
             }
@@ -136,12 +183,10 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
     if !plan.objects.is_empty() {
         let _ = writeln!(out, "Objects:");
         for change in &plan.objects {
-            let (symbol, code) = match change.action {
-                Action::Add => ("+", "32"),
-                Action::Change => ("~", "33"),
-                Action::Destroy => ("-", "31"),
-            };
-            let _ = writeln!(out, "  {} {}", paint(symbol, code), change.key);
+            let _ = writeln!(out, "  {} {}", symbol(change.action), change.key);
+            for line in extras.fields.get(&change.key).into_iter().flatten() {
+                let _ = writeln!(out, "      {line}");
+            }
         }
         out.push('\n');
     }
@@ -154,7 +199,10 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
         thousands(summary.change),
         thousands(summary.destroy)
     );
-    out.push_str(&power_table(plan));
+    if let Some(blast) = &extras.blast {
+        let _ = writeln!(out, "{blast}\n");
+    }
+    out.push_str(&power_table(plan, extras.live_it_mw));
     out.push_str(&cooling_table(plan));
     out.push_str(&fabric_table(plan));
     out.push_str(&pool_table(plan));
@@ -169,20 +217,40 @@ pub fn human_plan(plan: &Plan, node_source: &str) -> String {
 }
 
 /// Megawatts, with kilowatt precision for small sites.
-fn mw(value: f64) -> String {
+pub fn mw(value: f64) -> String {
     number(value, if value.abs() < 10.0 { 3 } else { 2 })
 }
 
-fn power_table(plan: &Plan) -> String {
+fn power_table(plan: &Plan, live_it_mw: Option<f64>) -> String {
     let power = &plan.power;
     let mut table = table(&["POWER", "IT MW", "FACILITY MW", "BUDGET MW", "HEADROOM MW"]);
+    let design = if live_it_mw.is_some() {
+        "site (design: expectedNodes)"
+    } else {
+        "site"
+    };
     table.add_row(vec![
-        "site".to_owned(),
+        design.to_owned(),
         mw(power.it_mw),
         mw(power.facility_mw),
         mw(power.budget_mw),
         mw(power.headroom_mw),
     ]);
+    if let Some(it) = live_it_mw {
+        // The facility factor is the design's: facility = IT x PUE.
+        let pue = if power.it_mw > 0.0 {
+            power.facility_mw / power.it_mw
+        } else {
+            1.0
+        };
+        table.add_row(vec![
+            "live nodes matched".to_owned(),
+            mw(it),
+            mw(it * pue),
+            mw(power.budget_mw),
+            mw(power.budget_mw - it * pue),
+        ]);
+    }
     right(&mut table, 1);
     format!("{table}\n\n")
 }

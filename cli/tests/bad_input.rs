@@ -1000,7 +1000,7 @@ fn usage_errors_exit_1_even_with_detailed_exitcode() {
             "--filename <PATH>",
         ),
         (&["validate"][..], "--filename <PATH>"),
-        (&[][..], "Usage: kelvin <COMMAND>"),
+        (&[][..], "Usage: kelvin [OPTIONS] <COMMAND>"),
     ] {
         let run = kelvin(args);
         assert_rejected(&run);
