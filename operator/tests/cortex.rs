@@ -27,7 +27,10 @@ use common::{
     list_nodes, load_spec, name_of, plan_live, taints_of, wait_converged, wait_nodes_settled,
     write_spec,
 };
-use k8s_openapi::{api::core::v1::Namespace, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Pod},
+    jiff::Timestamp,
+};
 use kelvin_core::{observed::Observed, plan::plan};
 use kelvin_crds::{node::kelvin_annotations, v1alpha1::GpuCluster};
 use kelvin_e2e::{
@@ -142,6 +145,35 @@ async fn a_scaled_down_cortex_converges_holds_still_refuses_an_over_budget_spec_
     );
     let nodes = list_nodes(&client).await?;
     check_exact(&nodes, &before, &live)?;
+    // Kelvin's DaemonSet pods run on their pool's (or fabric's) nodes only, one per node.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kelvin-system");
+    let mut per_pin: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for pod in pods.list(&Default::default()).await?.items {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let node = nodes
+            .iter()
+            .find(|n| Some(name_of(n)) == node_name)
+            .with_context(|| format!("pod {pod_name} runs on no known node: {node_name:?}"))?;
+        let node_labels = labels_of(node);
+        let pin = ["kelvin.dev/pool", "kelvin.dev/fabric"]
+            .into_iter()
+            .find_map(|key| labels.get(key).map(|v| (key.to_owned(), v.clone())))
+            .with_context(|| format!("pod {pod_name} carries no pool or fabric label"))?;
+        assert_eq!(
+            node_labels.get(&pin.0),
+            Some(&pin.1),
+            "pod {pod_name} runs on {} outside its {}",
+            name_of(node),
+            pin.0
+        );
+        *per_pin.entry(pin).or_default() += 1;
+    }
+    for hall in ["a", "b"] {
+        let pool = ("kelvin.dev/pool".to_owned(), format!("h100-hall-{hall}"));
+        assert_eq!(per_pin.get(&pool), Some(&PER_POOL), "{per_pin:?}");
+    }
     // The same desired state as the offline plan of the spec file over the simulated nodes
     // (`kelvin plan --offline`, no inventory).
     let offline = plan(&spec, &Observed::new(set.nodes.clone(), Timestamp::now())?)?;
