@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 with kwok-simulated GPU nodes, for tests and demos.
 #
-#   tests/cluster.sh up [--dir DIR] [--nodes N]   start etcd, kube-apiserver, kube-controller-manager,
-#                                                 kube-scheduler and kwok; print the exports
+#   tests/cluster.sh up [--dir DIR] [--nodes N] [--audit]
+#                                                 start etcd, kube-apiserver, kube-controller-manager,
+#                                                 kube-scheduler and kwok; print the exports. --audit:
+#                                                 the API server logs every request of a
+#                                                 ServiceAccount outside kube-system (verb, resource,
+#                                                 status: audit level Metadata) to DIR/audit.log
 #   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
 #   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
 #   tests/cluster.sh nodes from-spec SPEC         create the nodes an offline plan of SPEC simulates
@@ -34,7 +38,7 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,16p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$self" | sed 's/^# \{0,1\}//'; }
 
 # --- small helpers -------------------------------------------------------------------------
 
@@ -200,6 +204,23 @@ options:
 EOF
 }
 
+# Requests of ServiceAccounts (but kube-system's: the controller-manager's controllers) at
+# level Metadata: user, verb, resource, subresource, namespace, name, response code. Nothing
+# of anyone else, and no bodies: small enough to leave on for a whole test binary.
+write_audit_policy() {
+  cat >"$dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: ["system:serviceaccounts:kube-system"]
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+EOF
+}
+
 # --- the supervisor ------------------------------------------------------------------------
 
 # Runs in its own session (setsid). Starts the components as its children, waits for the stop
@@ -276,6 +297,12 @@ supervise() {
     --quota-backend-bytes=8589934592 --log-level=warn
   until_up etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
+  # `up --audit` left a policy: which API calls ServiceAccounts make (tests prove RBAC with it).
+  local audit=()
+  if [[ -f "$dir/audit-policy.yaml" ]]; then
+    audit=(--audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/audit.log"
+      --audit-log-format=json --audit-log-mode=blocking --audit-log-maxsize=0)
+  fi
   start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
@@ -284,7 +311,7 @@ supervise() {
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --authorization-mode=Node,RBAC --allow-privileged=true \
-    --endpoint-reconciler-type=none --profiling=false
+    --endpoint-reconciler-type=none --profiling=false "${audit[@]}"
   until_up kube-apiserver 90 "${curl_admin[@]}" "https://127.0.0.1:$API_PORT/readyz"
 
   local common=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
@@ -327,11 +354,12 @@ supervise() {
 # --- commands ------------------------------------------------------------------------------
 
 cmd_up() {
-  local nodes=0 lifeline=0
+  local nodes=0 lifeline=0 audit=0
   while (($#)); do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
       --lifeline) lifeline=1; shift ;;
+      --audit) audit=1; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
@@ -355,6 +383,7 @@ cmd_up() {
   done
   gen_pki
   write_kwok_config
+  if ((audit)); then write_audit_policy; fi
   # If `up` fails or is interrupted before the cluster is ready, take it down again.
   trap 'log "startup failed; logs:"; tail_logs; cmd_down >/dev/null 2>&1 || true' EXIT
   mkdir -p "$dir/logs"

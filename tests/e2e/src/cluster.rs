@@ -115,6 +115,8 @@ impl Cluster {
         let mut child = Command::new(&script)
             .arg("up")
             .arg("--lifeline")
+            // ServiceAccounts' requests go to DIR/audit.log (`Cluster::audit_log`).
+            .arg("--audit")
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::piped())
@@ -169,6 +171,13 @@ impl Cluster {
             scratch,
             _lifeline: Some(Mutex::new(lifeline)),
         })
+    }
+
+    /// The API server's audit log of this process's own control plane (`cluster.sh up
+    /// --audit`: every request a ServiceAccount outside kube-system makes, level Metadata, one
+    /// JSON event per line); `None` for an external cluster.
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|dir| dir.join("audit.log"))
     }
 
     /// The admin kubeconfig.
