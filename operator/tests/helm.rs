@@ -85,6 +85,41 @@ fn the_charts_version_and_app_version_are_the_workspace_version() {
     assert_eq!(chart["appVersion"], workspace, "Chart.yaml appVersion");
 }
 
+/// Paths of `values` missing from `readme`'s table: a value is documented when its whole path
+/// is (`` `resources` ``), else each of its keys must be.
+fn undocumented(values: &Value, path: &str, readme: &str, out: &mut Vec<String>) {
+    if !path.is_empty() && readme.contains(&format!("| `{path}` |")) {
+        return;
+    }
+    match values.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (key, value) in map {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                undocumented(value, &child, readme, out);
+            }
+        }
+        _ => out.push(path.to_owned()),
+    }
+}
+
+#[test]
+fn the_charts_readme_documents_every_value() {
+    let values = read_yaml_documents(&chart().join("values.yaml"))
+        .unwrap()
+        .remove(0);
+    let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    undocumented(&values, "", &readme, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "charts/kelvin/README.md has no row for {missing:?}"
+    );
+}
+
 const BEGIN: &str = "# access-rules:begin";
 const END: &str = "# access-rules:end";
 
