@@ -99,7 +99,11 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
             "NodesLeftAlone",
             format!(
                 "{left_alone} {} left alone: {}",
-                if left_alone == 1 { "node is" } else { "nodes are" },
+                if left_alone == 1 {
+                    "node is"
+                } else {
+                    "nodes are"
+                },
                 listed(conflicts.iter().map(|d| d.message.clone()), "; ")
             ),
         )
