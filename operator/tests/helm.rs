@@ -494,6 +494,16 @@ fn pods_and_events(c: &Cluster, namespace: &str) -> String {
     format!("pods: {pods:?}\nevents: {events:?}")
 }
 
+fn deployment_args(deployment: &Deployment) -> Vec<String> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.args.clone())
+        .unwrap_or_default()
+}
+
 fn pool_of(node: &Node) -> Option<String> {
     node.metadata.labels.as_ref()?.get(POOL_LABEL).cloned()
 }
@@ -634,14 +644,39 @@ async fn helm_install_upgrade_uninstall_and_the_operator_needs_every_verb_the_ch
         "the chart made the ServiceAccount"
     );
     let (_, kubeconfig) = c.service_account_client(&ns, "kelvin").await?;
+    // With the Deployment's own arguments (but the port, which OperatorProcess picks): the
+    // chart's flags are the binary's. The Lease's namespace comes from the kubeconfig's
+    // context here, from POD_NAMESPACE in a pod: the release namespace either way.
+    let chart_args: Vec<String> = deployment_args(&deployments.get("kelvin").await?)
+        .into_iter()
+        .filter(|a| !a.starts_with("--http-address"))
+        .collect();
+    assert!(
+        chart_args.contains(&"--leader-elect=true".to_owned()),
+        "{chart_args:?}"
+    );
+    let chart_args: Vec<&str> = chart_args.iter().map(String::as_str).collect();
     let mut operator = OperatorProcess::start_as(
         c,
         &kubeconfig,
         env!("CARGO_BIN_EXE_kelvin-operator").as_ref(),
-        &["--leader-elect-namespace", &ns],
+        &chart_args,
     )?;
     let clusters: Api<GpuCluster> = Api::all(client.clone());
     wait_converged(c, &clusters, &operator, "lab to converge with Kueue's API").await?;
+    let holder = run(c.kubectl().args([
+        "get",
+        "lease",
+        "kelvin-operator",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]))?;
+    assert!(
+        !holder.trim().is_empty(),
+        "the operator holds the Lease in {ns}"
+    );
     for (resource, wanted) in [
         ("clusterqueues.kueue.x-k8s.io", 2),
         ("localqueues.kueue.x-k8s.io", 3),
@@ -726,10 +761,7 @@ async fn helm_install_upgrade_uninstall_and_the_operator_needs_every_verb_the_ch
         deployment.status.as_ref().and_then(|s| s.ready_replicas),
         Some(3)
     );
-    let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
-        .args
-        .clone()
-        .unwrap_or_default();
+    let args = deployment_args(&deployment);
     assert!(args.contains(&"--log-format=text".to_owned()), "{args:?}");
     wait_converged(c, &clusters, &operator, "lab to converge after the upgrade").await?;
 
