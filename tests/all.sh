@@ -18,3 +18,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+# The operator's image: a static release build packed FROM scratch by podman. Skips with a
+# "SKIPPED: podman is not installed" line (exit 0) on machines without podman.
+step "tests/image.sh (the kelvin-operator image)"
+tests/image.sh
