@@ -128,9 +128,14 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("serving /metrics and probes on {}", args.http_address))?;
     tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
 
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
         .context("finding the cluster (kubeconfig or in-cluster)")?;
+    // kube retries 429s itself by default (up to 15 times, honouring Retry-After): Kelvin's
+    // client backs off in bounded steps instead, and an eviction's 429 is an answer (a
+    // PodDisruptionBudget says no), not load to wait out inside one reconcile.
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).context("building the API client")?;
     let api = ApiClient::new(
         client.clone(),
         metrics.clone(),
