@@ -141,8 +141,9 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
 
     let not_normal: Vec<String> = zones
         .iter()
-        .filter(|z| z.state != "Normal")
-        .map(|z| format!("zone {} is {}", z.name, z.state))
+        .enumerate()
+        .filter(|(_, z)| z.state != "Normal")
+        .map(|(index, z)| zone_summary(z, zone_budget(index, planned, &pools)))
         .collect();
     let not_ready: Vec<String> = pools
         .iter()
@@ -391,6 +392,62 @@ fn daemon_set_counts(observed: &Observed, name: &str) -> (u64, u64) {
     (count("desiredNumberScheduled"), count("numberReady"))
 }
 
+/// The smallest `maxUnavailable` among the pools with nodes in zone `index` (nodes leave it
+/// in batches of at most that), 1 when no pool has.
+fn zone_budget(index: usize, planned: &Planned, pools: &[PoolStatus]) -> u64 {
+    let placement = &planned.analysis.placement;
+    let mut in_zone = vec![false; pools.len()];
+    for (zone, pool) in placement.zone_of.iter().zip(&placement.pool_of) {
+        if let (Some(zone), Some(pool)) = (zone, pool)
+            && *zone == index
+            && let Some(flag) = in_zone.get_mut(*pool)
+        {
+            *flag = true;
+        }
+    }
+    pools
+        .iter()
+        .zip(in_zone)
+        .filter(|(_, has)| *has)
+        .map(|(p, _)| p.max_unavailable.max(1))
+        .min()
+        .unwrap_or(1)
+}
+
+/// What a zone that is not Normal means now, for the Degraded condition (and its Event): the
+/// cap and how many nodes report it, who must leave and how many have, the heat over capacity
+/// and how long it is expected to last (batches within the budget, each until its drains are
+/// done, at most the drain timeout).
+fn zone_summary(zone: &CoolingZoneStatus, budget: u64) -> String {
+    let mut text = format!(
+        "zone {} is {} (capacity {:.1} kW for {:.1} kW of heat at full power)",
+        zone.name, zone.state, zone.capacity_kw, zone.heat_load_kw
+    );
+    if let Some(cap) = zone.gpu_power_cap_watts {
+        text += &format!(
+            ": GPUs capped at {cap} W, {} of {} nodes report it",
+            zone.cap_applied, zone.nodes
+        );
+    }
+    if zone.nodes_must_leave > 0 {
+        let left = zone.nodes_must_leave.saturating_sub(zone.out_of_service);
+        text += &format!(
+            "; {} nodes must leave service, {} out",
+            zone.nodes_must_leave, zone.out_of_service
+        );
+        if left > 0 {
+            let batches = left.div_ceil(budget);
+            text += &format!(
+                "; {:.1} kW over capacity until the other {left} leave: {batches} more batch{} of at most {budget}, each until its drains finish (at most {} s)",
+                zone.deficit_kw,
+                if batches == 1 { "" } else { "es" },
+                crate::rollout::DRAIN_TIMEOUT.as_secs()
+            );
+        }
+    }
+    text
+}
+
 fn zone_status(
     zone: &ZonePlan,
     index: usize,
@@ -443,5 +500,42 @@ fn fabric_status(design: &FabricDesign) -> FabricStatus {
         tiers: u32::from(design.tiers),
         leaves: design.switches.leaf,
         nvlink_domains: design.nvlink_domains,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shedding_zone_says_how_much_is_over_and_how_many_batches_are_left() {
+        // The cooling e2e's zone: 100 HGX H100 (10.2 kW each) Degraded to 546 kW; 12 must leave
+        // (88 x 6.2 kW at the 200 W floor fit), 5 are out; 95 x 6.2 kW - 546 kW = 43 kW over.
+        let zone = CoolingZoneStatus {
+            name: "hall-a-loop-1".into(),
+            state: "Degraded".into(),
+            nodes: 100,
+            heat_load_kw: 1020.0,
+            capacity_kw: 546.0,
+            headroom_kw: -474.0,
+            gpu_power_cap_watts: Some(200),
+            cap_applied: 97,
+            nodes_must_leave: 12,
+            out_of_service: 5,
+            deficit_kw: 43.0,
+        };
+        assert_eq!(
+            zone_summary(&zone, 5),
+            "zone hall-a-loop-1 is Degraded (capacity 546.0 kW for 1020.0 kW of heat at full power): \
+             GPUs capped at 200 W, 97 of 100 nodes report it; 12 nodes must leave service, 5 out; \
+             43.0 kW over capacity until the other 7 leave: 2 more batches of at most 5, each until \
+             its drains finish (at most 300 s)"
+        );
+        let all_out = CoolingZoneStatus {
+            out_of_service: 12,
+            deficit_kw: 0.0,
+            ..zone
+        };
+        assert!(zone_summary(&all_out, 5).ends_with("12 nodes must leave service, 12 out"));
     }
 }
