@@ -56,6 +56,13 @@ pub struct PowerStatus {
     /// spec.site.powerBudgetMW.
     #[serde(rename = "budgetMW")]
     pub budget_mw: f64,
+    /// IT power of the nodes matched now, at their zones' GPU caps, nodes out of service not
+    /// counted.
+    #[serde(rename = "liveItMW", default)]
+    pub live_it_mw: f64,
+    /// liveItMW x PUE.
+    #[serde(rename = "liveFacilityMW", default)]
+    pub live_facility_mw: f64,
 }
 
 /// One pool's nodes and device plugin.

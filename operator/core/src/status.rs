@@ -80,7 +80,23 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
             listed(errors.iter().map(|d| d.to_string()), "\n"),
         )
     });
-    conditions.push(power_condition(&analysis.power, &condition));
+    let caps: Vec<Option<u64>> = analysis
+        .zones
+        .iter()
+        .map(|z| z.gpu_power_cap_watts)
+        .collect();
+    let live_it_watts = crate::model::power::live_it_watts(
+        &cluster.spec,
+        observed.nodes(),
+        &analysis.placement.pool_of,
+        &analysis.placement.zone_of,
+        &caps,
+    );
+    let live = LivePower {
+        it_mw: live_it_watts as f64 / 1e6,
+        facility_mw: live_it_watts as f64 * cluster.spec.site.pue / 1e6,
+    };
+    conditions.push(power_condition(&analysis.power, &live, &condition));
     conditions.push(cooling_condition(&analysis.zones, &condition));
 
     let conflicts = &analysis.node_conflicts;
@@ -225,7 +241,7 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
             nodes: pools.iter().map(|p| p.matched_nodes).sum(),
             gpus: pools.iter().map(|p| p.gpus).sum(),
         }),
-        power: Some(power_status(&analysis.power)),
+        power: Some(power_status(&analysis.power, &live)),
         pools,
         cooling_zones: zones,
         fabrics: analysis
@@ -254,19 +270,48 @@ fn listed(items: impl Iterator<Item = String>, separator: &str) -> String {
 
 type MakeCondition<'a> = dyn Fn(&str, bool, &str, String) -> Condition + 'a;
 
-fn power_condition(power: &PowerReport, condition: &MakeCondition<'_>) -> Condition {
+/// What the nodes matched now draw, at their zones' caps.
+struct LivePower {
+    it_mw: f64,
+    facility_mw: f64,
+}
+
+fn power_condition(
+    power: &PowerReport,
+    live: &LivePower,
+    condition: &MakeCondition<'_>,
+) -> Condition {
     let figures = format!(
         "facility load {:.3} MW (IT {:.3} MW) against a budget of {:.3} MW",
         power.facility_mw, power.it_mw, power.budget_mw
     );
-    if power.within_budget() {
-        condition("PowerWithinBudget", true, "WithinBudget", figures)
-    } else {
+    let live_figures = format!(
+        "the nodes matched now draw {:.3} MW (IT {:.3} MW at their zones' GPU caps)",
+        live.facility_mw, live.it_mw
+    );
+    if !power.within_budget() {
         condition(
             "PowerWithinBudget",
             false,
             "OverBudget",
             format!("{figures}: see the Valid condition for the fix"),
+        )
+    } else if live.facility_mw > power.budget_mw {
+        condition(
+            "PowerWithinBudget",
+            false,
+            "LiveOverBudget",
+            format!(
+                "{live_figures}, over the budget of {:.3} MW (more nodes match the pools than expectedNodes): raise expectedNodes and the budget, or narrow the pools' selectors",
+                power.budget_mw
+            ),
+        )
+    } else {
+        condition(
+            "PowerWithinBudget",
+            true,
+            "WithinBudget",
+            format!("{figures}; {live_figures}"),
         )
     }
 }
@@ -485,11 +530,13 @@ fn zone_status(
     }
 }
 
-fn power_status(power: &PowerReport) -> PowerStatus {
+fn power_status(power: &PowerReport, live: &LivePower) -> PowerStatus {
     PowerStatus {
         it_mw: power.it_mw,
         facility_mw: power.facility_mw,
         budget_mw: power.budget_mw,
+        live_it_mw: live.it_mw,
+        live_facility_mw: live.facility_mw,
     }
 }
 

@@ -18,6 +18,37 @@ pub fn node_watts(pool: &GpuPool) -> u64 {
         + u64::from(pool.host_power_watts)
 }
 
+/// IT power of the nodes matched now, in watts: each node of a pool at its zone's GPU power
+/// cap (full power without one), nodes out of service (carrying `kelvin.dev/out-of-service`)
+/// not counted. What the site draws while a zone is capped or shedding, against the budget
+/// that the design figures (at `expectedNodes`) are checked against.
+pub fn live_it_watts(
+    spec: &GpuClusterSpec,
+    nodes: &[kelvin_crds::node::NodeInfo],
+    pool_of: &[Option<usize>],
+    zone_of: &[Option<usize>],
+    zone_caps: &[Option<u64>],
+) -> u64 {
+    nodes
+        .iter()
+        .zip(pool_of.iter().zip(zone_of))
+        .filter(|(node, _)| {
+            !node
+                .taints
+                .iter()
+                .any(|t| t.key == crate::constants::OUT_OF_SERVICE_TAINT)
+        })
+        .filter_map(|(_, (pool, zone))| {
+            let pool = &spec.gpu_pools[(*pool)?];
+            let tdp = u64::from(pool.accelerator.tdp_watts);
+            let cap = zone
+                .and_then(|z| zone_caps.get(z).copied().flatten())
+                .map_or(tdp, |cap| cap.min(tdp));
+            Some(u64::from(pool.host_power_watts) + u64::from(pool.accelerator.per_node) * cap)
+        })
+        .sum()
+}
+
 /// One pool's share of the IT load.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -392,5 +423,42 @@ mod tests {
         assert_eq!(mw_up(54_600), "0.055");
         assert_eq!(mw_down(39_999), "0.039");
         assert_eq!(mw_down(10_009_999), "10.00");
+    }
+
+    #[test]
+    fn live_load_counts_nodes_at_their_zones_caps_and_not_those_out_of_service() {
+        use kelvin_crds::node::{NodeInfo, NodeTaint};
+        let spec = small_with(&[]);
+        let node = |name: &str| NodeInfo {
+            name: name.into(),
+            ..NodeInfo::default()
+        };
+        let mut out = node("c");
+        out.taints.push(NodeTaint {
+            key: crate::constants::OUT_OF_SERVICE_TAINT.into(),
+            value: Some("lab-row-1".into()),
+            effect: "NoSchedule".into(),
+        });
+        let nodes = [node("a"), node("b"), out, node("d")];
+        // a: a100 in zone 0, capped at 250 W: 3,300 + 8 x 250 = 5,300 W.
+        // b: l40s in no zone: full power, 1,200 + 4 x 350 = 2,600 W.
+        // c: out of service: 0. d: in no pool: 0.
+        let watts = live_it_watts(
+            &spec,
+            &nodes,
+            &[Some(0), Some(1), Some(0), None],
+            &[Some(0), None, Some(0), None],
+            &[Some(250)],
+        );
+        assert_eq!(watts, 5_300 + 2_600);
+        // Without a cap, a runs at full power: 3,300 + 8 x 400 = 6,500 W.
+        let watts = live_it_watts(
+            &spec,
+            &nodes,
+            &[Some(0), None, None, None],
+            &[Some(0), None, None, None],
+            &[None],
+        );
+        assert_eq!(watts, 6_500);
     }
 }
