@@ -1,11 +1,13 @@
 //! Two `kelvin-operator` replicas against one real control plane: one holds the Lease and
 //! acts, the other stands by and writes nothing; kill -9 of the leader hands over within the
 //! lease duration; SIGTERM releases the Lease at once. Checked from the Lease object, the
-//! replicas' `/metrics` and `/readyz`, and the nodes.
+//! replicas' `/metrics` and `/readyz`, and the nodes (4 s leases: `common::LEASE`).
 //!
 //! A file of its own, so its control plane holds no other test's nodes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failure is the report
+
+mod common;
 
 use std::time::Duration;
 
@@ -20,16 +22,6 @@ use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-
-/// Short timings so the hand-over is quick to watch (defaults are 15 s / 10 s / 2 s).
-const TIMINGS: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "4s",
-    "--leader-elect-renew-deadline",
-    "3s",
-    "--leader-elect-retry-period",
-    "500ms",
-];
 
 fn holder(lease: &Lease) -> Option<String> {
     lease
@@ -52,8 +44,8 @@ async fn one_replica_acts_and_a_standby_takes_over_when_it_dies() -> Result<()> 
 
     let binary = env!("CARGO_BIN_EXE_kelvin-operator");
     let mut replicas = [
-        OperatorProcess::start(c, binary.as_ref(), &TIMINGS)?,
-        OperatorProcess::start(c, binary.as_ref(), &TIMINGS)?,
+        OperatorProcess::start(c, binary.as_ref(), &common::LEASE)?,
+        OperatorProcess::start(c, binary.as_ref(), &common::LEASE)?,
     ];
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let first = wait_for("a leader", Duration::from_secs(20), || async {
