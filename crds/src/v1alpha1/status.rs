@@ -125,6 +125,10 @@ pub struct CoolingZoneStatus {
     /// Nodes out of service (carrying `kelvin.dev/out-of-service`).
     #[serde(default)]
     pub out_of_service: u64,
+    /// Heat of the nodes still in service, at the GPU cap (full power without one), in
+    /// kilowatts: what the zone must reject now, against capacityKW.
+    #[serde(rename = "heatInServiceKW", default)]
+    pub heat_in_service_kw: f64,
     /// Heat over capacity while nodes that must leave are still in service, in kilowatts.
     #[serde(rename = "deficitKW", default)]
     pub deficit_kw: f64,

@@ -470,8 +470,8 @@ fn zone_summary(zone: &CoolingZoneStatus, budget: u64) -> String {
     );
     if let Some(cap) = zone.gpu_power_cap_watts {
         text += &format!(
-            ": GPUs capped at {cap} W, {} of {} nodes report it",
-            zone.cap_applied, zone.nodes
+            ": GPUs capped at {cap} W ({:.1} kW in service at the cap), {} of {} nodes report it",
+            zone.heat_in_service_kw, zone.cap_applied, zone.nodes
         );
     }
     if zone.nodes_must_leave > 0 {
@@ -526,6 +526,7 @@ fn zone_status(
         cap_applied,
         nodes_must_leave: zone.nodes_must_leave,
         out_of_service: zone.out_of_service,
+        heat_in_service_kw: zone.heat_in_service_kw,
         deficit_kw: zone.deficit_kw,
     }
 }
@@ -569,12 +570,13 @@ mod tests {
             cap_applied: 97,
             nodes_must_leave: 12,
             out_of_service: 5,
+            heat_in_service_kw: 589.0,
             deficit_kw: 43.0,
         };
         assert_eq!(
             zone_summary(&zone, 5),
             "zone hall-a-loop-1 is Degraded (capacity 546.0 kW for 1020.0 kW of heat at full power): \
-             GPUs capped at 200 W, 97 of 100 nodes report it; 12 nodes must leave service, 5 out; \
+             GPUs capped at 200 W (589.0 kW in service at the cap), 97 of 100 nodes report it; 12 nodes must leave service, 5 out; \
              43.0 kW over capacity until the other 7 leave: 2 more batches of at most 5, each until \
              its drains finish (at most 300 s)"
         );

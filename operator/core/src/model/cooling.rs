@@ -76,6 +76,10 @@ pub struct ZonePlan {
     /// fabric position first).
     #[serde(skip)]
     pub leaving: Vec<usize>,
+    /// Heat of the nodes still in service, at the cap (full power without one), in kW: what
+    /// the zone must reject now, against `capacity_kw`.
+    #[serde(skip)]
+    pub heat_in_service_kw: f64,
 }
 
 /// Plans `zone` for `loads`: its nodes, in the order they should stay in service (nodes leave
@@ -99,6 +103,12 @@ pub fn plan_zone(zone: &CoolingZone, loads: &[NodeLoad]) -> ZonePlan {
         out_of_service: loads.iter().filter(|l| l.out_of_service).count() as u64,
         deficit_kw: 0.0,
         leaving: Vec::new(),
+        heat_in_service_kw: loads
+            .iter()
+            .filter(|l| !l.out_of_service)
+            .map(NodeLoad::full)
+            .sum::<u64>() as f64
+            / 1000.0,
     };
     let fits = full as f64 <= capacity_watts;
     if zone.state == ZoneState::Normal || (zone.state == ZoneState::Degraded && fits) {
@@ -144,6 +154,7 @@ pub fn plan_zone(zone: &CoolingZone, loads: &[NodeLoad]) -> ZonePlan {
         .filter(|l| !l.out_of_service)
         .map(|l| l.at_cap(cap))
         .sum();
+    plan.heat_in_service_kw = in_service as f64 / 1000.0;
     plan.deficit_kw = ((in_service as f64 - capacity_watts) / 1000.0).max(0.0);
     plan
 }
