@@ -154,8 +154,9 @@ fn zones(status: &GpuClusterStatus) -> String {
         "STATE",
         "NODES",
         "HEAT kW",
+        "IN SERVICE kW",
         "CAPACITY kW",
-        "HEAT / CAPACITY",
+        "IN SERVICE / CAPACITY",
         "GPU CAP W",
         "CAP APPLIED",
         "OUT OF SERVICE",
@@ -167,8 +168,9 @@ fn zones(status: &GpuClusterStatus) -> String {
             z.state.clone(),
             thousands(z.nodes),
             number(z.heat_load_kw, 1),
+            number(z.heat_in_service_kw, 1),
             number(z.capacity_kw, 1),
-            bar(z.heat_load_kw, z.capacity_kw),
+            bar(z.heat_in_service_kw, z.capacity_kw),
             z.gpu_power_cap_watts
                 .map_or("-".to_owned(), |w| w.to_string()),
             thousands(z.cap_applied),
@@ -204,11 +206,18 @@ fn power(status: &GpuClusterStatus) -> String {
         "FACILITY / BUDGET",
     ]);
     table.add_row(vec![
-        "site".to_owned(),
+        "design (expectedNodes)".to_owned(),
         crate::output::mw(p.it_mw),
         crate::output::mw(p.facility_mw),
         crate::output::mw(p.budget_mw),
         bar(p.facility_mw, p.budget_mw),
+    ]);
+    table.add_row(vec![
+        "live (nodes in service, at their caps)".to_owned(),
+        crate::output::mw(p.live_it_mw),
+        crate::output::mw(p.live_facility_mw),
+        crate::output::mw(p.budget_mw),
+        bar(p.live_facility_mw, p.budget_mw),
     ]);
     right(&mut table, 1);
     format!("{table}\n\n")
