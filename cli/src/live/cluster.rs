@@ -26,7 +26,7 @@ pub const FACILITY_MANAGER: &str = "kelvin-facility";
 pub const LEASE: &str = "kelvin-operator";
 /// How the Helm chart installs the operator, for the messages that need one.
 pub const INSTALL_HINT: &str =
-    "helm install kelvin charts/kelvin --namespace kelvin-system --create-namespace";
+    "helm install kelvin charts/kelvin --namespace kelvin --create-namespace";
 
 pub fn api(live: &Live) -> Api<GpuCluster> {
     Api::all(live.client())
