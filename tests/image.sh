@@ -5,7 +5,7 @@
 #      target, in its own target directory (outside the repository, so the shared debug build
 #      is not invalidated): $KELVIN_STATIC_TARGET_DIR, default ~/.cache/kelvin/static-target;
 #   2. packed FROM scratch by podman (`--storage-driver vfs`, its own store under
-#      ~/.cache/kelvin/podman), as the Dockerfile's last stage does;
+#      a fresh one per run, or KELVIN_PODMAN_STORE), as the Dockerfile's last stage does;
 #   3. checks: the entrypoint is /kelvin-operator, the user is 65532:65532 (the chart's
 #      runAsUser), the image holds that one file, and the binary inside starts (`--help`):
 #      run in a container when this machine can run one, else taken out of the image and run
@@ -29,10 +29,13 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
 triple="$(uname -m)-unknown-linux-gnu"
 target_dir="${KELVIN_STATIC_TARGET_DIR:-$HOME/.cache/kelvin/static-target}"
 image="localhost/kelvin-operator:$version"
-store="${KELVIN_PODMAN_STORE:-$HOME/.cache/kelvin/podman}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-pod=(podman --storage-driver vfs --root "$store/root" --runroot "$work/runroot")
+# The store holds one FROM-scratch image: a fresh one per run by default. Its runroot lives
+# beside it: podman records the runroot in the store's database and refuses a store reused
+# with another one ("database configuration mismatch").
+store="${KELVIN_PODMAN_STORE:-$work/podman}"
+pod=(podman --storage-driver vfs --root "$store/root" --runroot "$store/runroot")
 
 log "building the static kelvin-operator ($triple, target dir $target_dir; a cold build takes minutes)"
 CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="-C target-feature=+crt-static" \
