@@ -4,8 +4,8 @@
 #   1. a static binary: `cargo build --release` with `-C target-feature=+crt-static` on the gnu
 #      target, in its own target directory (outside the repository, so the shared debug build
 #      is not invalidated): $KELVIN_STATIC_TARGET_DIR, default ~/.cache/kelvin/static-target;
-#   2. packed FROM scratch by podman (`--storage-driver vfs`, its own store under
-#      a fresh one per run, or KELVIN_PODMAN_STORE), as the Dockerfile's last stage does;
+#   2. packed FROM scratch by podman (`--storage-driver vfs`, its own store: a fresh one per
+#      run, or KELVIN_PODMAN_STORE), as the Dockerfile's last stage does;
 #   3. checks: the entrypoint is /kelvin-operator, the user is 65532:65532 (the chart's
 #      runAsUser), the image holds that one file, and the binary inside starts (`--help`):
 #      run in a container when this machine can run one, else taken out of the image and run
