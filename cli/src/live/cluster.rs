@@ -309,3 +309,16 @@ pub fn no_operator(what: &str) -> anyhow::Error {
         "no Kelvin operator is running in this cluster (no Lease {LEASE} with a holder renewed lately, in any namespace): {what}\n  fix: install the operator ({INSTALL_HINT}), or pass --no-wait to write the GpuCluster for an operator started later"
     )
 }
+
+/// The GpuCluster's condition of type `type_`, as its status has it.
+pub(crate) fn condition<'a>(
+    cluster: &'a GpuCluster,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}

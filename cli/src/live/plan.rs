@@ -24,7 +24,7 @@ use kube::{
 use serde_json::Value;
 
 use super::{
-    cluster::{self, CrdChange, SpecChange},
+    cluster::{self, CrdChange, SpecChange, condition},
     connect::{Live, cause},
     diff,
     saved::Fingerprint,
@@ -177,18 +177,6 @@ async fn refine(
     }
     *changes = keep;
     Ok(fields)
-}
-
-fn condition<'a>(
-    cluster: &'a GpuCluster,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    cluster
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 /// Drift: what the stored spec's own plan would still change. Judged only once the operator

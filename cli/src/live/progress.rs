@@ -6,9 +6,12 @@ use std::{collections::BTreeMap, io::IsTerminal, time::Duration};
 
 use anyhow::{Result, anyhow};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kelvin_crds::v1alpha1::{GpuCluster, PoolStatus};
+use kelvin_crds::v1alpha1::PoolStatus;
 
-use super::{cluster, connect::Live};
+use super::{
+    cluster::{self, condition},
+    connect::Live,
+};
 use crate::console::Console;
 
 /// How often the GpuCluster's status is read.
@@ -16,18 +19,6 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Ready reasons that settle by themselves (pods starting, the rollout running).
 const SETTLING: [&str; 2] = ["Progressing", "DevicePluginsNotReady"];
-
-fn condition<'a>(
-    cluster: &'a GpuCluster,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    cluster
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
 
 fn pool_line(pool: &PoolStatus) -> String {
     format!(
