@@ -14,6 +14,11 @@
 #                                                 projects, see tests/testbin/build.sh) and wait
 #                                                 until they are Established
 #   tests/cluster.sh stats [--dir DIR]            memory of each component, etcd size, object counts
+#   tests/cluster.sh apiserver stop|start [--dir DIR]
+#                                                 fault injection: kill the API server (SIGKILL);
+#                                                 start it again on the same etcd, wait for /readyz
+#   tests/cluster.sh etcd compact [--dir DIR]     compact etcd at its newest revision (watches resumed
+#                                                 from before it get 410 Gone)
 #   tests/cluster.sh down [--dir DIR]             stop everything and remove DIR
 #
 # Typical use:   eval "$(tests/cluster.sh up --nodes 200)"; kubectl get nodes; tests/cluster.sh down
@@ -38,7 +43,7 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,20p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$self" | sed 's/^# \{0,1\}//'; }
 
 # --- small helpers -------------------------------------------------------------------------
 
@@ -303,7 +308,7 @@ supervise() {
     audit=(--audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/audit.log"
       --audit-log-format=json --audit-log-mode=blocking --audit-log-maxsize=0)
   fi
-  start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  apiserver_args=(--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
     --client-ca-file="$p/ca.crt" \
@@ -311,8 +316,16 @@ supervise() {
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --authorization-mode=Node,RBAC --allow-privileged=true \
-    --endpoint-reconciler-type=none --profiling=false "${audit[@]}"
+    --endpoint-reconciler-type=none --profiling=false "${audit[@]}")
+  start kube-apiserver "${apiserver_args[@]}"
   until_up kube-apiserver 90 "${curl_admin[@]}" "https://127.0.0.1:$API_PORT/readyz"
+  # Fault injection (`apiserver stop|start`): SIGUSR1 kills the API server (SIGKILL, as a
+  # crash), SIGUSR2 starts it again with the same flags on the same etcd.
+  trap 'if alive "${pids[kube-apiserver]:-}"; then kill -KILL "${pids[kube-apiserver]}";
+        while alive "${pids[kube-apiserver]}"; do sleep 0.05; done; fi
+        rm -f "$dir/pids/kube-apiserver"; log "kube-apiserver killed"' USR1
+  trap 'alive "${pids[kube-apiserver]:-}" || { start kube-apiserver "${apiserver_args[@]}";
+        log "kube-apiserver started again"; }' USR2
 
   local common=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
     --leader-elect=false --bind-address=127.0.0.1)
@@ -347,7 +360,9 @@ supervise() {
   fi
   waiter=$!
   exec 3<&-
-  wait "$waiter" || true
+  # `wait` also returns when a trapped signal (USR1/USR2 above) arrives: wait again until the
+  # waiter itself ends.
+  while alive "$waiter"; do wait "$waiter" || true; done
   exit 0
 }
 
@@ -502,6 +517,54 @@ cmd_crds() {
   "${k[@]}" wait --for condition=Established --timeout=60s -f "$crds"
 }
 
+# Fault injection for tests and benchmarks: the API server killed (SIGKILL) and started again
+# on the same etcd, by the supervisor (its children die with it). `start` waits for /readyz.
+cmd_apiserver() {
+  local spid
+  spid="$(supervisor_pid)"
+  alive "$spid" || die "no running cluster in $dir"
+  load_env
+  local p="$dir/pki" deadline
+  case "${1:-}" in
+    stop)
+      kill -USR1 "$spid"
+      deadline=$((SECONDS + 20))
+      while [[ -f "$dir/pids/kube-apiserver" ]]; do
+        ((SECONDS < deadline)) || die "kube-apiserver still running 20 s after stop"
+        sleep 0.05
+      done
+      log "kube-apiserver stopped" ;;
+    start)
+      kill -USR2 "$spid"
+      deadline=$((SECONDS + 120))
+      until curl -fsS --max-time 2 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
+        "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "kube-apiserver not ready 120 s after start; see $dir/logs/kube-apiserver.log"
+        sleep 0.1
+      done
+      log "kube-apiserver ready" ;;
+    *) die "usage: apiserver stop|start" ;;
+  esac
+}
+
+# etcd compaction at its newest revision, after one write of a key of its own (so that the
+# revision moves past whatever a watcher has seen): every watch resumed from an older
+# resourceVersion then gets 410 Gone and must list again. Prints the compacted revision.
+# Through etcd's gRPC gateway (JSON over HTTP on the client port): no etcdctl needed.
+cmd_etcd() {
+  [[ "${1:-}" == compact ]] || die "usage: etcd compact"
+  load_env
+  local url="http://127.0.0.1:$ETCD_PORT/v3/kv" rev
+  rev="$(curl -fsS --max-time 5 -X POST "$url/put" \
+    -d "{\"key\": \"$(printf /kelvin-test/compaction | base64 -w0)\", \"value\": \"$(date +%s | base64 -w0)\"}" |
+    sed -n 's/.*"revision":"\([0-9]*\)".*/\1/p')"
+  [[ -n "$rev" ]] || die "etcd answered no revision"
+  curl -fsS --max-time 60 -X POST "$url/compaction" -d "{\"revision\": \"$rev\", \"physical\": true}" >/dev/null \
+    || die "etcd compaction at revision $rev failed"
+  log "etcd compacted at revision $rev"
+  echo "$rev"
+}
+
 cmd_stats() {
   load_env
   local name pid rss total=0
@@ -545,6 +608,8 @@ main() {
     nodes) cmd_nodes "${args[@]}" ;;
     crds) cmd_crds "${args[@]}" ;;
     stats) cmd_stats ;;
+    apiserver) cmd_apiserver "${args[@]}" ;;
+    etcd) cmd_etcd "${args[@]}" ;;
     _supervise) supervise "$lifeline" ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;

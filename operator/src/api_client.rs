@@ -15,10 +15,13 @@ const THROTTLED_ATTEMPTS: u32 = 6;
 
 /// A token bucket: `qps` tokens per second, at most `burst` saved up. Waiters reserve tokens
 /// in arrival order (the bucket may go negative), so a burst of writers is spread evenly.
+/// Beside it, a pause every request waits out: set when the API server answers 429, so the
+/// whole client backs off, not only the request that was refused.
 pub struct RateLimiter {
     qps: f64,
     burst: f64,
     bucket: Mutex<(f64, Instant)>,
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -29,11 +32,16 @@ impl RateLimiter {
             qps,
             burst,
             bucket: Mutex::new((burst, Instant::now())),
+            paused_until: Mutex::new(None),
         }
     }
 
-    /// Waits for one token.
+    /// Waits for the pause, if any, then for one token.
     pub async fn acquire(&self) {
+        let paused = *self.paused_until.lock().await;
+        if let Some(until) = paused {
+            tokio::time::sleep_until(until).await;
+        }
         if self.qps <= 0.0 {
             return;
         }
@@ -51,7 +59,28 @@ impl RateLimiter {
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// Holds every request back for `pause` from now (a longer pause already set stays).
+    pub async fn pause(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut paused = self.paused_until.lock().await;
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
 }
+
+/// The wait before attempt `attempt` (1, 2, ...) of a throttled request: 0.5 s, 1 s, 2 s ...
+/// up to 16 s, each between half and all of that at random, so writers throttled together do
+/// not come back together.
+fn throttled_wait(attempt: u32) -> Duration {
+    let full = Duration::from_millis(250 << attempt.min(6));
+    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// How long the whole client pauses after a 429: the API server is shedding load now, so the
+/// other requests in flight hold back too (their own 429s would only add to it).
+const THROTTLED_PAUSE: Duration = Duration::from_millis(250);
 
 /// The client with Kelvin's limits and metrics around it.
 #[derive(Clone)]
@@ -113,13 +142,20 @@ impl ApiClient {
                 self.metrics.wrote(verb, kind);
             }
             match send().await {
-                Err(kube::Error::Api(status))
-                    if status.code == 429 && attempt + 1 < THROTTLED_ATTEMPTS =>
-                {
+                Err(kube::Error::Api(status)) if status.code == 429 => {
+                    match request {
+                        Request::Write { verb, kind } => self.metrics.throttled(verb, kind),
+                        Request::Read => self.metrics.throttled("read", ""),
+                    }
                     attempt += 1;
-                    // 0.5 s, 1 s, 2 s ... : the API server sheds load, Kelvin waits its turn.
-                    let wait = Duration::from_millis(250 << attempt.min(6));
+                    if attempt >= THROTTLED_ATTEMPTS {
+                        return Err(kube::Error::Api(status));
+                    }
+                    let wait = throttled_wait(attempt);
                     tracing::debug!(?wait, "API server throttled a request (429); backing off");
+                    self.limiter
+                        .pause(THROTTLED_PAUSE.mul_f64(0.5 + fastrand::f64() / 2.0))
+                        .await;
                     tokio::time::sleep(wait).await;
                 }
                 result => return result,
@@ -149,6 +185,89 @@ mod tests {
             (Duration::from_millis(990)..=Duration::from_millis(1010)).contains(&took),
             "{took:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_request_back() {
+        let limiter = RateLimiter::new(0.0, 1);
+        limiter.pause(Duration::from_millis(300)).await;
+        limiter.pause(Duration::from_millis(100)).await; // shorter: the longer one stays
+        let start = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn throttled_waits_grow_and_are_jittered_within_half_to_full() {
+        for attempt in 1..=8 {
+            let full = Duration::from_millis(250 << attempt.min(6));
+            for _ in 0..50 {
+                let wait = throttled_wait(attempt);
+                assert!(wait >= full / 2 && wait <= full, "{attempt}: {wait:?}");
+            }
+        }
+        assert_eq!(Duration::from_millis(250 << 6), Duration::from_secs(16));
+    }
+
+    fn throttled() -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code: 429,
+            reason: "TooManyRequests".into(),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    fn api_client() -> ApiClient {
+        // Never connects: the requests below do not use it.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        ApiClient::new(client, Arc::default(), 0.0, 1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_request_is_tried_again_after_a_back_off_and_counted() {
+        let api = api_client();
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let start = Instant::now();
+        let write = Request::Write {
+            verb: "apply",
+            kind: "Node",
+        };
+        let result = api
+            .call(write, || async {
+                match tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                    0..=2 => Err(throttled()),
+                    _ => Ok(7),
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(tries.into_inner(), 4);
+        // At least half of 0.5 s + 1 s + 2 s waited, at most all of it and the pauses.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(1750), "{took:?}");
+        assert!(took <= Duration::from_millis(3500 + 3 * 250), "{took:?}");
+        let text = api.metrics.encode();
+        assert!(
+            text.contains(r#"kelvin_api_throttled_total{verb="apply",kind="Node"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kelvin_api_writes_total{verb="apply",kind="Node"} 4"#));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_throttled_every_time_fails_after_the_last_attempt() {
+        let api = api_client();
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), _> = api
+            .call(Request::Read, || async {
+                tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(throttled())
+            })
+            .await;
+        assert!(matches!(result, Err(kube::Error::Api(s)) if s.code == 429));
+        assert_eq!(tries.into_inner(), THROTTLED_ATTEMPTS);
     }
 
     #[tokio::test(start_paused = true)]

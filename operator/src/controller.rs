@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kelvin_core::{
+    label_interest::LabelInterest,
     observed::Timestamp,
     plan::{orphans, plan},
     status::status,
@@ -18,6 +19,7 @@ use kube::{
         Controller,
         controller::Action,
         events::{Event, EventType, Recorder},
+        reflector::Store,
         watcher::Config,
     },
 };
@@ -54,6 +56,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Pods already reported as held by a disruption budget.
     pub blocked: drain::BlockedPods,
+    /// Every GpuCluster, as the controller's watch has them (set by [`run`]): the node cache
+    /// keeps the labels all their plans read.
+    pub clusters: Option<Store<GpuCluster>>,
 }
 
 impl Context {
@@ -71,13 +76,24 @@ impl Context {
 
     /// The nodes as the cache has them once it shows Kelvin's own writes; listed instead when
     /// the watch lags that far behind (or has not synced: it always has, `run` waits).
-    async fn nodes(&self) -> Result<Vec<kelvin_crds::node::NodeInfo>, observe::ObserveError> {
+    async fn nodes(
+        &self,
+        cluster: &GpuCluster,
+    ) -> Result<Vec<kelvin_crds::node::NodeInfo>, observe::ObserveError> {
+        let others = self.clusters.as_ref().map(Store::state).unwrap_or_default();
+        let interest = LabelInterest::of(others.iter().map(|c| &c.spec).chain([&cluster.spec]));
+        if self.nodes.require(interest.clone()) {
+            tracing::info!(cluster = %cluster.name_any(), "the spec reads node labels the cache dropped; it lists the nodes again");
+        }
         match self.nodes.fresh_snapshot(CACHE_LAG).await {
             Ok(Some(nodes)) => return Ok(nodes),
             Ok(None) => tracing::warn!("node cache not synced; listing nodes"),
             Err(lagging) => tracing::warn!(%lagging, "listing nodes instead"),
         }
-        let nodes = observe::nodes(&self.api).await?;
+        let mut nodes = observe::nodes(&self.api).await?;
+        for node in &mut nodes {
+            interest.reduce(node);
+        }
         self.nodes.forget_expectations();
         Ok(nodes)
     }
@@ -135,7 +151,7 @@ async fn clean_up(cluster: &GpuCluster, ctx: &Context) -> Result<Outcome, Reconc
     let client = &ctx.api;
     let name = cluster.name_any();
     let (observed, _) =
-        observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
+        observe::observe(client, &name, ctx.nodes(cluster).await?, Timestamp::now()).await?;
     let analysis = kelvin_core::analyze(&cluster.spec, &observed);
     let writes = kelvin_core::rollout::cleanup(&cluster.spec, &analysis, &observed);
     let none = kelvin_core::node_state::DesiredNodes::default();
@@ -164,7 +180,7 @@ pub async fn reconcile_once(
     }
     apply::add_finalizer(client, cluster).await?;
     let (observed, to_evict) =
-        observe::observe(client, &name, ctx.nodes().await?, Timestamp::now()).await?;
+        observe::observe(client, &name, ctx.nodes(cluster).await?, Timestamp::now()).await?;
     let planned = plan(cluster, &observed)?;
     let mut outcome = Outcome::default();
     if planned.plan.valid {
@@ -334,12 +350,14 @@ fn error_policy(cluster: Arc<GpuCluster>, error: &ReconcileError, _: Arc<Context
 /// slim view of any node changed (any GpuCluster's plan may change: all are looked at again;
 /// queued requests merge).
 pub async fn run(
-    ctx: Context,
+    mut ctx: Context,
     node_changes: impl Stream<Item = ()> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let clusters: Api<GpuCluster> = Api::all(ctx.api.client.clone());
-    Controller::new(clusters, Config::default())
+    let controller = Controller::new(clusters, Config::default());
+    ctx.clusters = Some(controller.store());
+    controller
         .reconcile_all_on(node_changes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))

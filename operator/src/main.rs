@@ -5,8 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use kelvin_core::label_interest::LabelInterest;
+use kelvin_crds::v1alpha1::GpuCluster;
 use kelvin_operator::{
-    api_client::ApiClient,
+    api_client::{ApiClient, Request},
     controller::{self, Context},
     http::{self, Readiness},
     leader::{Elector, Timings},
@@ -175,7 +177,19 @@ async fn main() -> anyhow::Result<()> {
     }
     readiness.starting();
 
-    let (nodes, node_changes) = node_cache::spawn(client.clone());
+    // The labels the GpuClusters' plans read, so the first list keeps those (each reconcile
+    // checks again, and the cache lists again when a spec reads more).
+    let clusters: kube::Api<GpuCluster> = kube::Api::all(client.clone());
+    let all = kube::api::ListParams::default();
+    let listed = api.call(Request::Read, || clusters.list(&all)).await;
+    let interest = match listed {
+        Ok(list) => LabelInterest::of(list.items.iter().map(|c| &c.spec)),
+        Err(error) => {
+            tracing::warn!(%error, "listing GpuClusters for the node labels they read");
+            LabelInterest::default()
+        }
+    };
+    let (nodes, node_changes) = node_cache::spawn(client.clone(), interest);
     tokio::select! {
         () = &mut shutdown => return Ok(()),
         () = nodes.wait_synced() => {},
@@ -195,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         write_concurrency: args.write_concurrency,
         recorder,
         blocked: Default::default(),
+        clusters: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = controller::run(ctx, node_changes, async move {

@@ -69,6 +69,7 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, DurationBuckets>,
     api_writes: Family<WriteLabels, Counter>,
+    api_throttled: Family<WriteLabels, Counter>,
     nodes_managed: Family<PoolLabels, Gauge>,
     nodes_in_transition: Family<PoolLabels, Gauge>,
     nodes_cached: Gauge,
@@ -103,6 +104,13 @@ impl Default for Metrics {
             "Writes sent to the API server, by verb and kind",
             api_writes.clone(),
         );
+        let api_throttled = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "api_throttled",
+            "Requests the API server answered 429 (Priority and Fairness shedding load), by verb \
+             and kind (verb \"read\" for gets and lists)",
+            api_throttled.clone(),
+        );
         let nodes_managed = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "nodes_managed",
@@ -133,6 +141,7 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_duration,
             api_writes,
+            api_throttled,
             nodes_managed,
             nodes_in_transition,
             nodes_cached,
@@ -165,6 +174,16 @@ impl Metrics {
     /// One write sent.
     pub fn wrote(&self, verb: &'static str, kind: &str) {
         self.api_writes
+            .get_or_create(&WriteLabels {
+                verb,
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One request answered 429.
+    pub fn throttled(&self, verb: &'static str, kind: &str) {
+        self.api_throttled
             .get_or_create(&WriteLabels {
                 verb,
                 kind: kind.to_owned(),

@@ -24,6 +24,7 @@ use std::{
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
+use kelvin_core::label_interest::LabelInterest;
 use kelvin_crds::node::NodeInfo;
 use kube::{
     Api, Client,
@@ -36,8 +37,10 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::observe::slim;
 
-/// Nodes per page of the initial list (and of every relist): bounded memory per request.
-const PAGE: u32 = 500;
+/// Nodes per page of the initial list (and of every relist): bounded memory per request. A
+/// production node is 10-20 KB of JSON and several times that deserialized, before it is
+/// slimmed: 100 of them are a few MB in flight, 500 were most of the operator's peak memory.
+const PAGE: u32 = 100;
 
 /// The slim nodes, as last seen by the watch.
 #[derive(Default)]
@@ -47,6 +50,12 @@ pub struct NodeCache {
     synced_now: Notify,
     /// Fired whenever an expected write shows up.
     seen: Notify,
+    /// The labels kept of each node: those some GpuCluster's plan reads (a production node
+    /// carries ~100 labels, a plan reads a handful). Only grows by [`NodeCache::require`],
+    /// which lists the nodes again for the new keys.
+    interest: RwLock<LabelInterest>,
+    /// Fired by [`NodeCache::require`]: the watch task starts a new list.
+    relist: Notify,
 }
 
 #[derive(Default)]
@@ -63,10 +72,12 @@ struct Cached {
 }
 
 impl Cached {
-    fn new(node: Node) -> Self {
+    fn new(node: Node, interest: &LabelInterest) -> Self {
         let resource_version = node.metadata.resource_version.clone();
+        let mut info = slim(node);
+        interest.reduce(&mut info);
         Self {
-            info: slim(node),
+            info,
             resource_version,
         }
     }
@@ -145,24 +156,60 @@ impl NodeCache {
         let start = tokio::time::Instant::now();
         loop {
             let seen = self.seen.notified();
+            let synced_now = self.synced_now.notified();
             let missing = self
                 .state
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .expected
                 .len();
-            if missing == 0 {
+            let synced = self.is_synced();
+            if missing == 0 && synced {
                 return Ok(self.snapshot());
             }
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
+                if !synced {
+                    // Listing again (new labels of interest): the caller lists itself.
+                    return Ok(None);
+                }
                 return Err(Lagging {
                     nodes: missing,
                     waited: timeout,
                 });
             }
-            let _ = tokio::time::timeout(left, seen).await;
+            let _ = tokio::time::timeout(left, async {
+                tokio::select! {
+                    () = seen => {},
+                    () = synced_now => {},
+                }
+            })
+            .await;
         }
+    }
+
+    /// Makes the cache keep the labels `wanted` names from now on. When that needs labels it
+    /// dropped, the cache stops answering snapshots, and lists every node again; returns
+    /// whether it does.
+    pub fn require(&self, wanted: LabelInterest) -> bool {
+        let mut interest = self.interest.write().unwrap_or_else(|e| e.into_inner());
+        if interest.covers(&wanted) {
+            // Fewer keys: later events keep fewer labels, nothing to list.
+            *interest = wanted;
+            return false;
+        }
+        *interest = wanted;
+        self.synced.store(false, Ordering::Release);
+        self.relist.notify_one();
+        true
+    }
+
+    /// The labels kept.
+    pub fn interest(&self) -> LabelInterest {
+        self.interest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the first complete list has arrived.
@@ -197,11 +244,12 @@ impl NodeCache {
 
     /// Folds one watch event in; returns whether what Kelvin decides on changed.
     fn apply(&self, event: Event<Node>, relist: &mut Option<BTreeMap<String, Cached>>) -> bool {
+        let interest = self.interest();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let State { nodes, expected } = &mut *state;
         let changed = match event {
             Event::Apply(node) => {
-                let node = Cached::new(node);
+                let node = Cached::new(node, &interest);
                 let name = node.name();
                 if let Some(written) = expected.get(&name)
                     && caught_up(node.resource_version.as_deref(), written)
@@ -223,7 +271,7 @@ impl NodeCache {
                 false
             }
             Event::InitApply(node) => {
-                let node = Cached::new(node);
+                let node = Cached::new(node, &interest);
                 relist
                     .get_or_insert_with(BTreeMap::new)
                     .insert(node.name(), node);
@@ -256,28 +304,64 @@ impl NodeCache {
     }
 }
 
-/// Starts watching nodes into a new cache. The stream yields once per change of the slim
-/// view (coalesced: a burst of node events becomes one wake-up while a reconcile runs).
-pub fn spawn(client: Client) -> (Arc<NodeCache>, impl Stream<Item = ()> + Send + 'static) {
-    let cache = Arc::new(NodeCache::default());
+/// Starts watching nodes into a new cache that keeps the labels `interest` names. The stream
+/// yields once per change of the slim view (coalesced: a burst of node events becomes one
+/// wake-up while a reconcile runs).
+pub fn spawn(
+    client: Client,
+    interest: LabelInterest,
+) -> (Arc<NodeCache>, impl Stream<Item = ()> + Send + 'static) {
+    let cache = Arc::new(NodeCache {
+        interest: RwLock::new(interest),
+        ..NodeCache::default()
+    });
     let (wake, woken) = mpsc::channel::<()>(1);
     let api: Api<Node> = Api::all(client);
     let task_cache = cache.clone();
     tokio::spawn(async move {
-        let mut relist = None;
-        let mut events = std::pin::pin!(
-            watcher::watcher(api, Config::default().page_size(PAGE)).default_backoff()
-        );
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => {
-                    if task_cache.apply(event, &mut relist) {
-                        // Full: a wake-up is already pending, which will see this change too.
-                        let _ = wake.try_send(());
+        // Streaming lists (a watch that sends the current nodes first, one at a time, instead
+        // of pages of a list: DESIGN.md §4) where the API server offers them (WatchList,
+        // Kubernetes 1.32+), pages otherwise.
+        let mut streaming = true;
+        // Each turn of the outer loop is a new watch, starting with a full list: at start, when
+        // `require` needs labels the cache dropped, and when streaming lists are refused.
+        'watch: loop {
+            let config = if streaming {
+                Config::default().streaming_lists()
+            } else {
+                Config::default().page_size(PAGE)
+            };
+            let mut relist = None;
+            let mut listed = false;
+            let mut events = std::pin::pin!(
+                watcher::watcher(api.clone(), config).backoff(WatchBackoff::default())
+            );
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    () = task_cache.relist.notified() => break,
+                };
+                match event {
+                    None => return,
+                    Some(Ok(event)) => {
+                        listed |= matches!(event, Event::InitDone);
+                        if task_cache.apply(event, &mut relist) {
+                            // Full: a wake-up is already pending, which will see this change.
+                            let _ = wake.try_send(());
+                        }
                     }
+                    Some(Err(error)) if streaming && !listed && refuses_streaming(&error) => {
+                        tracing::info!(%error, "the API server does not offer streaming lists; listing nodes in pages");
+                        streaming = false;
+                        continue 'watch;
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, "node watch failed; retrying"),
                 }
-                Err(error) => tracing::warn!(%error, "node watch failed; retrying"),
             }
+            tracing::info!(
+                keys = task_cache.interest().len(),
+                "node labels of interest grew; listing the nodes again"
+            );
         }
     });
     let woken =
@@ -286,6 +370,55 @@ pub fn spawn(client: Client) -> (Arc<NodeCache>, impl Stream<Item = ()> + Send +
             |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
         );
     (cache, woken)
+}
+
+/// Back-off between attempts of the node watch: 200 ms doubling to at most 5 s (jittered),
+/// reset by any event. kube's default grows to 30 s and resets only after two quiet minutes,
+/// so after an API server outage of a few seconds the cache stayed stale for 10 s and more
+/// once the server answered again (measured by `operator/tests/apiserver_faults.rs`); a
+/// watch attempt is cheap, and Priority and Fairness sheds it if the server is overloaded.
+struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(200);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next.mul_f64(0.5 + fastrand::f64() / 2.0);
+        self.next = (self.next * 2).min(WATCH_RETRY_MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_MIN;
+    }
+}
+
+/// Whether the API server refused a streaming list as such (an older server, or WatchList
+/// turned off: `sendInitialEvents` / `resourceVersionMatch` on a watch is a bad request), not
+/// a passing failure.
+fn refuses_streaming(error: &watcher::Error) -> bool {
+    let code = match error {
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code,
+        watcher::Error::WatchError(status) => status.code,
+        _ => return false,
+    };
+    matches!(code, 400 | 422)
 }
 
 #[cfg(test)]
@@ -310,6 +443,18 @@ mod tests {
             },
             ..Node::default()
         }
+    }
+
+    #[test]
+    fn the_watch_backs_off_to_at_most_five_seconds_and_starts_over_after_an_event() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<Duration> = backoff.by_ref().take(8).collect();
+        assert!(waits[0] <= WATCH_RETRY_MIN && waits[0] >= WATCH_RETRY_MIN / 2);
+        assert!(waits.iter().all(|w| *w <= WATCH_RETRY_MAX));
+        assert!(waits[7] >= WATCH_RETRY_MAX / 2, "{waits:?}");
+        backoff.reset();
+        assert!(backoff.next().unwrap() <= WATCH_RETRY_MIN);
     }
 
     #[test]
@@ -347,6 +492,79 @@ mod tests {
             .map(|n| n.name)
             .collect();
         assert_eq!(names, ["b", "c"]);
+    }
+
+    fn interest_in(keys: &[&str]) -> LabelInterest {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let mut spec: kelvin_crds::v1alpha1::GpuClusterSpec =
+            serde_json::from_value(serde_json::json!({
+                "site": {"powerBudgetMW": 1, "pue": 1.2},
+                "coolingZones": [], "fabrics": [], "gpuPools": []
+            }))
+            .unwrap();
+        let zone: kelvin_crds::v1alpha1::CoolingZone = serde_json::from_value(
+            serde_json::json!({"name": "z", "cooling": "Liquid", "capacityKW": 1, "nodeSelector": {}}),
+        )
+        .unwrap();
+        spec.cooling_zones = keys
+            .iter()
+            .map(|k| kelvin_crds::v1alpha1::CoolingZone {
+                node_selector: LabelSelector {
+                    match_labels: Some([((*k).to_owned(), "x".to_owned())].into()),
+                    ..LabelSelector::default()
+                },
+                ..zone.clone()
+            })
+            .collect();
+        LabelInterest::of([&spec])
+    }
+
+    #[tokio::test]
+    async fn only_labels_of_interest_are_kept_and_new_ones_mean_a_new_list() {
+        let cache = NodeCache {
+            interest: RwLock::new(interest_in(&["team"])),
+            ..NodeCache::default()
+        };
+        let labels = [
+            ("team", "a"),
+            ("rack", "7"),
+            ("kelvin.dev/pool", "p"),
+            ("nfd/x", "y"),
+        ];
+        let mut relist = None;
+        cache.apply(Event::Init, &mut relist);
+        cache.apply(Event::InitApply(node("a", &labels)), &mut relist);
+        cache.apply(Event::InitDone, &mut relist);
+        let kept: Vec<String> = cache.snapshot().unwrap()[0]
+            .labels
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(kept, ["kelvin.dev/pool", "team"]);
+
+        // Fewer keys: nothing to list again.
+        assert!(!cache.require(interest_in(&[])));
+        assert!(cache.is_synced());
+        // A key the cache dropped: no snapshot until the new list is whole.
+        assert!(cache.require(interest_in(&["rack"])));
+        assert!(cache.snapshot().is_none());
+        assert!(
+            cache
+                .fresh_snapshot(Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_none(),
+            "a snapshot while listing again is None: the caller lists"
+        );
+        cache.apply(Event::Init, &mut relist);
+        cache.apply(Event::InitApply(node("a", &labels)), &mut relist);
+        cache.apply(Event::InitDone, &mut relist);
+        let kept: Vec<String> = cache.snapshot().unwrap()[0]
+            .labels
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(kept, ["kelvin.dev/pool", "rack"]);
     }
 
     fn versioned(name: &str, rv: &str) -> Node {
@@ -390,7 +608,10 @@ mod tests {
 
     #[test]
     fn only_a_change_of_the_slim_view_wakes_reconciles() {
-        let cache = NodeCache::default();
+        let cache = NodeCache {
+            interest: RwLock::new(interest_in(&["x"])),
+            ..NodeCache::default()
+        };
         let mut relist = None;
         cache.apply(Event::Init, &mut relist);
         cache.apply(Event::InitDone, &mut relist);
@@ -404,6 +625,11 @@ mod tests {
         });
         assert!(!cache.apply(Event::Apply(beat), &mut relist));
         assert!(cache.apply(Event::Apply(node("a", &[("x", "2")])), &mut relist));
+        // A label no plan reads (node feature discovery's, say) changed: nothing to look at.
+        assert!(!cache.apply(
+            Event::Apply(node("a", &[("x", "2"), ("nfd/y", "1")])),
+            &mut relist
+        ));
         assert!(cache.apply(Event::Delete(node("a", &[])), &mut relist));
         assert!(!cache.apply(Event::Delete(node("a", &[])), &mut relist));
         assert!(cache.snapshot().unwrap().is_empty());

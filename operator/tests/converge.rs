@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failure is the report
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     sync::{
@@ -22,14 +24,7 @@ use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{Namespace, Node},
 };
-use k8s_openapi::{
-    api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
-use kelvin_core::{
-    constants::{POOL_LABEL, TRANSITION_ANNOTATION},
-    ownership::access_rules,
-};
+use kelvin_core::constants::{POOL_LABEL, TRANSITION_ANNOTATION};
 use kelvin_crds::v1alpha1::GpuCluster;
 use kelvin_e2e::{
     OperatorProcess, SpecNodes, cluster,
@@ -40,53 +35,6 @@ use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
-
-/// A ClusterRole of `kelvin_core::ownership::access_rules()`, bound to the ServiceAccount.
-async fn grant_access_rules(client: &kube::Client, namespace: &str, account: &str) -> Result<()> {
-    let rules = access_rules()
-        .into_iter()
-        .map(|rule| PolicyRule {
-            api_groups: Some(vec![rule.group.to_owned()]),
-            resources: Some(vec![rule.resource]),
-            verbs: rule.verbs.into_iter().map(str::to_owned).collect(),
-            ..PolicyRule::default()
-        })
-        .collect();
-    let name = "kelvin-operator-e2e";
-    let role = ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(rules),
-        ..ClusterRole::default()
-    };
-    let binding = ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: name.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: account.into(),
-            namespace: Some(namespace.into()),
-            ..Subject::default()
-        }]),
-    };
-    let params = PatchParams::apply("kelvin-e2e").force();
-    Api::<ClusterRole>::all(client.clone())
-        .patch(name, &params, &Patch::Apply(&role))
-        .await?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(name, &params, &Patch::Apply(&binding))
-        .await?;
-    Ok(())
-}
 
 #[tokio::test]
 async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins() -> Result<()> {
@@ -117,7 +65,7 @@ async fn a_gpucluster_converges_within_the_budget_and_keeps_what_is_not_kelvins(
     let (_, kubeconfig) = c
         .service_account_client("default", "kelvin-operator")
         .await?;
-    grant_access_rules(&client, "default", "kelvin-operator").await?;
+    common::grant_access_rules(&client, "default", "kelvin-operator").await?;
     let operator = OperatorProcess::start_as(
         c,
         &kubeconfig,

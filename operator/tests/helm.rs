@@ -16,14 +16,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failure is the report
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+mod common;
+
+use std::{collections::BTreeSet, path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use common::audit::{Call, calls_of};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Namespace, Node, Pod, ServiceAccount},
@@ -506,48 +504,6 @@ fn deployment_args(deployment: &Deployment) -> Vec<String> {
 
 fn pool_of(node: &Node) -> Option<String> {
     node.metadata.labels.as_ref()?.get(POOL_LABEL).cloned()
-}
-
-/// One API call as the audit log recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Call {
-    group: String,
-    /// `resource` or `resource/subresource`, as RBAC names it.
-    resource: String,
-    verb: String,
-    code: u16,
-}
-
-/// The calls `user` made, from the API server's audit log (one per request: its last stage).
-fn calls_of(log: &Path, user: &str) -> Result<Vec<Call>> {
-    let text =
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    let mut by_id: BTreeMap<String, Call> = BTreeMap::new();
-    for line in text.lines() {
-        let event: Value = serde_json::from_str(line)?;
-        if event["user"]["username"] != user {
-            continue;
-        }
-        let Some(object) = event["objectRef"].as_object() else {
-            continue; // discovery (/api, /apis): a non-resource URL every user may read
-        };
-        let field = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or("");
-        let resource = match field("subresource") {
-            "" => field("resource").to_owned(),
-            sub => format!("{}/{sub}", field("resource")),
-        };
-        let call = Call {
-            group: field("apiGroup").to_owned(),
-            resource,
-            verb: event["verb"].as_str().unwrap_or("").to_owned(),
-            code: event["responseStatus"]["code"]
-                .as_u64()
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(0),
-        };
-        by_id.insert(event["auditID"].as_str().unwrap_or("").to_owned(), call);
-    }
-    Ok(by_id.into_values().collect())
 }
 
 /// The (group, resource, verb) triples RBAC checked for `calls`: a patch that created its

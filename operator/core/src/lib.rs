@@ -14,6 +14,7 @@
 pub mod analysis;
 pub mod constants;
 pub mod desired;
+pub mod label_interest;
 pub mod model;
 pub mod node_state;
 pub mod observed;

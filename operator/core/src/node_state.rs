@@ -278,7 +278,7 @@ impl DesiredNodes {
             names,
             states,
             index,
-            producible_keys: producible_keys(spec, &mut strings),
+            producible_keys: producible_key_set(spec, &mut strings),
         }
     }
 
@@ -376,8 +376,15 @@ impl DesiredNodes {
     }
 }
 
+/// Every label key a spec can make Kelvin write on a node, as plain strings.
+pub(crate) fn producible_keys(spec: &GpuClusterSpec) -> impl Iterator<Item = String> {
+    producible_key_set(spec, &mut Interner::default())
+        .into_iter()
+        .map(|k| k.to_string())
+}
+
 /// Every label key a spec can make Kelvin write on a node.
-fn producible_keys(spec: &GpuClusterSpec, strings: &mut Interner) -> BTreeSet<Arc<str>> {
+fn producible_key_set(spec: &GpuClusterSpec, strings: &mut Interner) -> BTreeSet<Arc<str>> {
     let mut keys: BTreeSet<Arc<str>> = [
         POOL_LABEL,
         ZONE_LABEL,

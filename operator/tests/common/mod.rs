@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test file uses some of these
 
+pub mod audit;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -22,6 +24,11 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::{
     api::core::v1::Node, apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp,
 };
+use k8s_openapi::{
+    api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kelvin_core::ownership::access_rules;
 use kelvin_core::{
     constants::{CLUSTER_LABEL, OWNED_TAINTS_ANNOTATION, POOL_LABEL, TRANSITION_ANNOTATION},
     observed::Observed,
@@ -34,7 +41,10 @@ use kelvin_crds::{
 };
 use kelvin_e2e::{Cluster, OperatorProcess, run, wait_for};
 use kelvin_operator::{api_client::ApiClient, observe};
-use kube::{Api, Client, api::ListParams};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams},
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -61,12 +71,27 @@ impl Operator {
     /// Starts `kelvin-operator` against `c`; `name` is for the reader of the test (the log
     /// file is named by the harness).
     pub fn start(c: &Cluster, name: &str) -> Result<Self> {
-        let mut args = vec!["--log-format", "json"];
-        args.extend(LEASE);
-        let process =
-            OperatorProcess::start(c, env!("CARGO_BIN_EXE_kelvin-operator").as_ref(), &args)
-                .with_context(|| format!("starting kelvin-operator ({name})"))?;
+        Self::start_with(c, name, c.kubeconfig(), &LEASE)
+    }
+
+    /// Starts `kelvin-operator` with the identity of `kubeconfig` (a ServiceAccount's, whose
+    /// calls the audit log records) and `args` instead of [`LEASE`].
+    pub fn start_with(c: &Cluster, name: &str, kubeconfig: &Path, args: &[&str]) -> Result<Self> {
+        let mut all = vec!["--log-format", "json"];
+        all.extend(args);
+        let process = OperatorProcess::start_as(
+            c,
+            kubeconfig,
+            env!("CARGO_BIN_EXE_kelvin-operator").as_ref(),
+            &all,
+        )
+        .with_context(|| format!("starting kelvin-operator ({name})"))?;
         Ok(Self { process })
+    }
+
+    /// The value of one `/metrics` sample (`name{labels}` exactly), 0 when absent.
+    pub fn metric(&self, series: &str) -> Result<f64> {
+        self.process.metric(series)
     }
 
     /// The process id.
@@ -956,4 +981,55 @@ fn diff_hint(old: &Value, new: &Value) -> String {
 /// The label selector of Kelvin's objects of GpuCluster `name`.
 pub fn owned_selector(name: &str) -> String {
     format!("{CLUSTER_LABEL}={name}")
+}
+
+/// A ClusterRole of `kelvin_core::ownership::access_rules()` (what docs/operator.md and the
+/// chart grant), bound to ServiceAccount `namespace/account`: an operator running as it has
+/// exactly the permissions Kelvin documents.
+pub async fn grant_access_rules(client: &Client, namespace: &str, account: &str) -> Result<()> {
+    let rules = access_rules()
+        .into_iter()
+        .map(|rule| PolicyRule {
+            api_groups: Some(vec![rule.group.to_owned()]),
+            resources: Some(vec![rule.resource]),
+            verbs: rule.verbs.into_iter().map(str::to_owned).collect(),
+            ..PolicyRule::default()
+        })
+        .collect();
+    let name = "kelvin-operator-e2e";
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules),
+        ..ClusterRole::default()
+    };
+    // One binding per account: a shared one would be replaced by the next account's.
+    let binding_name = format!("{name}-{namespace}-{account}");
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(binding_name.clone()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: account.into(),
+            namespace: Some(namespace.into()),
+            ..Subject::default()
+        }]),
+    };
+    let params = PatchParams::apply("kelvin-e2e").force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(name, &params, &Patch::Apply(&role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&binding_name, &params, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
 }

@@ -344,6 +344,36 @@ impl Cluster {
         }
     }
 
+    /// Fault injection on this process's own control plane: `tests/cluster.sh apiserver
+    /// stop` (the API server SIGKILLed) or `start` (started again on the same etcd; returns
+    /// once `/readyz` answers). Fails on an external cluster.
+    pub fn apiserver(&self, action: &str) -> Result<()> {
+        self.cluster_sh(&["apiserver", action]).map(drop)
+    }
+
+    /// `tests/cluster.sh etcd compact`: one write to etcd, then compaction at that newest
+    /// revision, so every watch resumed from an older resourceVersion gets 410 Gone. Returns
+    /// the compacted revision.
+    pub fn etcd_compact(&self) -> Result<u64> {
+        let out = self.cluster_sh(&["etcd", "compact"])?;
+        out.trim()
+            .parse()
+            .with_context(|| format!("cluster.sh etcd compact printed {out:?}"))
+    }
+
+    fn cluster_sh(&self, args: &[&str]) -> Result<String> {
+        let dir = self
+            .dir
+            .as_ref()
+            .context("fault injection needs the control plane this process started")?;
+        crate::run(
+            Command::new(repo_root().join("tests/cluster.sh"))
+                .args(args)
+                .arg("--dir")
+                .arg(dir),
+        )
+    }
+
     /// Where to look when something failed: the components' logs, or the external kubeconfig.
     pub fn describe(&self) -> String {
         match &self.dir {

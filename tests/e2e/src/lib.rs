@@ -18,6 +18,7 @@ pub mod crd;
 pub mod nodes;
 pub mod operator;
 pub mod process;
+pub mod realistic;
 pub mod third_party;
 
 pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};

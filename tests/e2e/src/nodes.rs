@@ -101,6 +101,9 @@ pub struct GpuNodes {
     pub taints: Vec<Taint>,
     /// Concurrent create/delete requests.
     pub parallelism: usize,
+    /// Dress each node as a production GPU node is ([`crate::realistic::dress`]: ~100
+    /// labels, annotations, images; 10-20 KB), for benchmarks.
+    pub realistic: bool,
 }
 
 impl GpuNodes {
@@ -119,6 +122,7 @@ impl GpuNodes {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             parallelism: 32,
+            realistic: false,
         }
     }
 
@@ -171,7 +175,7 @@ impl GpuNodes {
             Quantity(self.gpus_per_node.to_string()),
         );
 
-        Node {
+        let mut node = Node {
             metadata: ObjectMeta {
                 name: Some(name),
                 labels: Some(labels),
@@ -187,7 +191,11 @@ impl GpuNodes {
                 allocatable: Some(resources),
                 ..NodeStatus::default()
             }),
+        };
+        if self.realistic {
+            crate::realistic::dress(&mut node, self.start + i);
         }
+        node
     }
 
     /// Creates the nodes, `parallelism` requests at a time. Nodes that already exist are

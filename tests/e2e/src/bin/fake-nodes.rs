@@ -122,6 +122,10 @@ struct SetArgs {
     /// Concurrent API requests.
     #[arg(long, default_value_t = 32)]
     parallel: usize,
+    /// Dress the nodes as production GPU nodes (~100 NFD/GPU-feature-discovery labels,
+    /// kubelet/CNI/CSI annotations, images: 10-20 KB each), for benchmarks.
+    #[arg(long)]
+    realistic: bool,
 }
 
 impl SetArgs {
@@ -134,6 +138,7 @@ impl SetArgs {
         set.resource.clone_from(&self.resource);
         set.gpus_per_node = self.gpus;
         set.parallelism = self.parallel;
+        set.realistic = self.realistic;
         set.layout = Layout {
             nodes_per_rack: self.nodes_per_rack,
             racks_per_loop: self.racks_per_loop,
