@@ -321,6 +321,46 @@ kueue_webhooks() {
   return 0
 }
 
+# A kubelet stops the containers of a pod being deleted and reports it terminated; only then
+# does Kueue drop its finalizer (kueue.x-k8s.io/managed) from a preempted pod. kwok's fast
+# pod-delete stage only deletes, which a finalizer blocks, so such a pod would run on for
+# good, holding its node and its namespace's quota. This stage is that kubelet: a pod being
+# deleted that still has a finalizer fails with its containers killed (exit 137). Its weight
+# makes kwok pick it over pod-delete (weight 0), which then deletes the terminated pod.
+kueue_kwok_stage() {
+  cat >"$KUEUE_DIR/stage-pod-terminate.yaml" <<'EOF'
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: kelvin-pod-terminate
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: '.metadata.deletionTimestamp', operator: Exists}
+    - {key: '.metadata.finalizers', operator: Exists}
+    - {key: '.status.phase', operator: In, values: [Pending, Running]}
+  weight: 100
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Ready}
+      - {lastTransitionTime: {{ $now | Quote }}, status: "False", type: ContainersReady}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated: {exitCode: 137, reason: Error, finishedAt: {{ $now | Quote }}, startedAt: {{ $now | Quote }}}
+      {{ end }}
+      phase: Failed
+EOF
+}
+
 # Called by `up --kueue` once the ports are chosen (cluster.env holds them).
 kueue_prepare() {
   kueue_paths
@@ -329,6 +369,7 @@ kueue_prepare() {
   kueue_certs
   kueue_config
   kueue_webhooks
+  kueue_kwok_stage
 }
 
 # Kueue 0.17 with internal cert management off reads its metrics serving certificate from the
@@ -483,6 +524,7 @@ supervise() {
   local stages=() f
   while IFS= read -r f; do stages+=("--config=$f"); done < <(kwok_stage_files)
   stages+=("--config=$dir/stage-pod-ready-again.yaml")
+  [[ -f "$dir/kueue/stage-pod-terminate.yaml" ]] && stages+=("--config=$dir/kueue/stage-pod-terminate.yaml")
   start kwok --kubeconfig="$kc" --config="$dir/kwok.yaml" "${stages[@]}" \
     --server-address="127.0.0.1:$KWOK_PORT" --v="${KELVIN_KWOK_LOG_LEVEL:-WARN}"
 
