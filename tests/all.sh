@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "control-plane binaries (tests/testbin/build.sh; cold ~10-20 min, cached after)"
+step "control-plane binaries and Kueue (tests/testbin/build.sh; cold ~15-20 min, cached after)"
 time tests/testbin/build.sh >/dev/null
 
 step "cargo fmt --check"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 with kwok-simulated GPU nodes, for tests and demos.
 #
-#   tests/cluster.sh up [--dir DIR] [--nodes N] [--audit]
+#   tests/cluster.sh up [--dir DIR] [--nodes N] [--audit] [--kueue]
 #                                                 start etcd, kube-apiserver, kube-controller-manager,
 #                                                 kube-scheduler and kwok; print the exports. --audit:
 #                                                 the API server logs every request of a
 #                                                 ServiceAccount outside kube-system (verb, resource,
-#                                                 status: audit level Metadata) to DIR/audit.log
+#                                                 status: audit level Metadata) to DIR/audit.log.
+#                                                 --kueue: also Kueue's CRDs and the real Kueue
+#                                                 controller manager, its webhooks registered
 #   tests/cluster.sh env [--dir DIR]              print the exports of the running cluster
 #   tests/cluster.sh nodes [--dir DIR] ARGS...    create fake GPU nodes (see `nodes --help`)
 #   tests/cluster.sh nodes from-spec SPEC         create the nodes an offline plan of SPEC simulates
@@ -43,7 +45,7 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,27p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$self" | sed 's/^# \{0,1\}//'; }
 
 # --- small helpers -------------------------------------------------------------------------
 
@@ -226,6 +228,202 @@ rules:
 EOF
 }
 
+# --- Kueue (`up --kueue`) ----------------------------------------------------------------------
+# The real Kueue controller manager (sigs.k8s.io/kueue, built by tests/testbin/build.sh) as one
+# more supervised component. Everything Kueue needs is made here, in DIR/kueue/:
+#   certs/        serving certificate for 127.0.0.1, signed by the cluster's CA (Kueue's internal
+#                 cert management is off: no Secret, no cert rotation, no Service)
+#   config.yaml   Kueue's Configuration: webhooks on 127.0.0.1:KUEUE_WEBHOOK_PORT, probes on
+#                 127.0.0.1:KUEUE_HEALTH_PORT, no leader election, no metrics listener
+#   webhooks.yaml Kueue's own webhook manifests (config/components/webhook/manifests.yaml of the
+#                 module), rewritten: clientConfig.service -> url https://127.0.0.1:PORT/<path>
+#                 + caBundle, the names kustomize's `kueue-` prefix gives them, and the
+#                 namespaceSelectors its kustomization patches in
+#   etc/          an empty mount point (see kueue_launch)
+# Feature gates: TopologyAwareScheduling=true (its default in 0.17, said explicitly), and
+# VisibilityOnDemand=false (an aggregated API server on 0.0.0.0:8082 behind an APIService and a
+# Service, which a process on 127.0.0.1 cannot be).
+
+kueue_paths() { # -> KUEUE_BIN, KUEUE_MOD (module directory), KUEUE_DIR
+  # shellcheck source=testbin/versions.env
+  source "$here/testbin/versions.env"
+  KUEUE_BIN="$BIN/kueue-${KUEUE_VERSION}/kueue"
+  KUEUE_DIR="$dir/kueue"
+  KUEUE_MOD="$(cd "$here/testbin/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)" \
+    || die "cannot locate the sigs.k8s.io/kueue module (go list -m in tests/testbin/kueue)"
+}
+
+kueue_certs() {
+  local c="$KUEUE_DIR/certs" p="$dir/pki"
+  mkdir -p "$c"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$c/tls.key" -out "$c/tls.csr" -subj "/CN=kueue-webhook" 2>/dev/null
+  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$c/tls.ext"
+  openssl x509 -req -in "$c/tls.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" \
+    -set_serial "0x$(openssl rand -hex 12)" -days 3650 -extfile "$c/tls.ext" -out "$c/tls.crt" 2>/dev/null
+  rm -f "$c/tls.csr" "$c/tls.ext"
+  chmod 600 "$c/tls.key"
+}
+
+kueue_config() {
+  cat >"$KUEUE_DIR/config.yaml" <<EOF
+apiVersion: config.kueue.x-k8s.io/v1beta2
+kind: Configuration
+namespace: kueue-system
+health:
+  healthProbeBindAddress: 127.0.0.1:$KUEUE_HEALTH_PORT
+metrics:
+  bindAddress: "0"
+webhook:
+  host: 127.0.0.1
+  port: $KUEUE_WEBHOOK_PORT
+  certDir: $KUEUE_DIR/certs
+leaderElection:
+  leaderElect: false
+internalCertManagement:
+  enable: false
+clientConnection:
+  qps: 50
+  burst: 100
+integrations:
+  # Jobs, and plain pods (a pod group is a workload that kwok keeps Running: kwok completes
+  # Job pods at once). Pods without a kueue.x-k8s.io/queue-name label are left alone.
+  frameworks: ["batch/job", "pod"]
+EOF
+}
+
+# Kueue's webhook manifests with each clientConfig pointing at 127.0.0.1. The module's file
+# lists one webhook per `- admissionReviewVersions:` item, each with
+#   clientConfig: / service: / name / namespace / path: /<path>
+# which becomes `url: https://127.0.0.1:PORT/<path>` and `caBundle`. Webhooks on pods,
+# Deployments and StatefulSets get the namespaceSelector of the module's
+# config/components/webhook/kustomization.yaml (not in kube-system or kueue-system).
+kueue_webhooks() {
+  local src="$KUEUE_MOD/config/components/webhook/manifests.yaml" out="$KUEUE_DIR/webhooks.yaml"
+  [[ -f "$src" ]] || die "no $src"
+  awk -v url="https://127.0.0.1:$KUEUE_WEBHOOK_PORT" -v ca="$(base64 -w0 <"$dir/pki/ca.crt")" '
+    /^  name: (mutating|validating)-webhook-configuration$/ { sub(/name: /, "name: kueue-"); print; next }
+    /^    service:$/ { in_service = 1; next }
+    in_service && /^      (name|namespace): / { next }
+    in_service && /^      path: / {
+      print "    url: " url $2
+      print "    caBundle: " ca
+      in_service = 0; rewritten++; next
+    }
+    /^  name: [mv](pod|deployment|statefulset)\.kb\.io$/ {
+      print
+      print "  namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, kueue-system]}]}"
+      selected++; next
+    }
+    { print }
+    END {
+      if (rewritten == 0 || selected != 6) {
+        printf "rewrote %d clientConfigs, %d namespaceSelectors (want 6)\n", rewritten, selected > "/dev/stderr"
+        exit 1
+      }
+    }' "$src" >"$out" || die "rewriting $src failed (has its layout changed?)"
+  grep -q "service:" "$out" && die "a webhook of $out still names a Service"
+  return 0
+}
+
+# A kubelet stops the containers of a pod being deleted and reports it terminated; only then
+# does Kueue drop its finalizer (kueue.x-k8s.io/managed) from a preempted pod. kwok's fast
+# pod-delete stage only deletes, which a finalizer blocks, so such a pod would run on for
+# good, holding its node and its namespace's quota. This stage is that kubelet: a pod being
+# deleted that still has a finalizer fails with its containers killed (exit 137). Its weight
+# makes kwok pick it over pod-delete (weight 0), which then deletes the terminated pod.
+kueue_kwok_stage() {
+  cat >"$KUEUE_DIR/stage-pod-terminate.yaml" <<'EOF'
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: kelvin-pod-terminate
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: '.metadata.deletionTimestamp', operator: Exists}
+    - {key: '.metadata.finalizers', operator: Exists}
+    - {key: '.status.phase', operator: In, values: [Pending, Running]}
+  weight: 100
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Ready}
+      - {lastTransitionTime: {{ $now | Quote }}, status: "False", type: ContainersReady}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated: {exitCode: 137, reason: Error, finishedAt: {{ $now | Quote }}, startedAt: {{ $now | Quote }}}
+      {{ end }}
+      phase: Failed
+EOF
+}
+
+# Called by `up --kueue` once the ports are chosen (cluster.env holds them).
+kueue_prepare() {
+  kueue_paths
+  [[ -x "$KUEUE_BIN" ]] || die "missing $KUEUE_BIN (tests/testbin/build.sh builds it)"
+  mkdir -p "$KUEUE_DIR/etc"
+  kueue_certs
+  kueue_config
+  kueue_webhooks
+  kueue_kwok_stage
+}
+
+# Kueue 0.17 with internal cert management off reads its metrics serving certificate from the
+# fixed path /etc/kueue/metrics/certs (cmd/kueue/main.go), even with metrics off. So Kueue runs
+# in a mount namespace of its own, with an overlay on /etc there (the host's /etc below, a
+# tmpfs on DIR/kueue/etc above) holding our certificate at that path: the host's /etc is never
+# written, and clusters side by side each have their own. The chain unshare -> bash -> setpriv
+# -> kueue is exec all the way, so the supervisor's child is Kueue itself and the leash holds.
+kueue_launch() {
+  local ns=(unshare --mount --propagation private)
+  ((EUID == 0)) || ns=(unshare --user --map-root-user --mount --propagation private)
+  # shellcheck disable=SC2016
+  "${ns[@]}" -- bash -c '
+    set -e
+    k="$1"; shift
+    mount -t tmpfs -o size=1m,mode=0755 kelvin-kueue "$k/etc"
+    mkdir -p "$k/etc/up/kueue/metrics/certs" "$k/etc/work"
+    cp "$k/certs/tls.crt" "$k/certs/tls.key" "$k/etc/up/kueue/metrics/certs/"
+    mount -t overlay kelvin-kueue -o "lowerdir=/etc,upperdir=$k/etc/up,workdir=$k/etc/work" /etc
+    exec "$@"' kueue-ns "$KUEUE_DIR" "${leash[@]}" "$KUEUE_BIN" \
+    --config="$KUEUE_DIR/config.yaml" --kubeconfig="$dir/kubeconfig" \
+    --feature-gates=TopologyAwareScheduling=true,VisibilityOnDemand=false \
+    </dev/null >"$dir/logs/kueue.log" 2>&1 3<&- &
+  pids[kueue]=$!
+  echo "${pids[kueue]}" >"$dir/pids/kueue"
+}
+
+# In the supervisor, once the rest is up: Kueue's CRDs, its namespace, the process, then its
+# webhook configurations (only once it serves them: they fail closed), then a server-side
+# dry-run create of a ResourceFlavor, which passes through Kueue's webhooks, to prove they answer.
+kueue_start() {
+  kueue_paths
+  local k=("$BIN/kubectl" --kubeconfig "$dir/kubeconfig") crds
+  crds="$("$here/testbin/build.sh" --crds)" || { log "tests/testbin/build.sh --crds failed"; exit 1; }
+  "${k[@]}" apply --server-side --force-conflicts --field-manager=kelvin-crds \
+    -f "$crds/" >/dev/null
+  "${k[@]}" wait --for condition=Established --timeout=60s -f "$crds/" >/dev/null
+  "${k[@]}" create namespace kueue-system >/dev/null
+  kueue_launch
+  until_up kueue 90 curl -fsS --max-time 2 "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz"
+  "${k[@]}" apply --server-side --field-manager=kelvin-kueue -f "$KUEUE_DIR/webhooks.yaml" >/dev/null
+  cat >"$KUEUE_DIR/probe.yaml" <<'EOF'
+apiVersion: kueue.x-k8s.io/v1beta2
+kind: ResourceFlavor
+metadata: {name: kelvin-webhook-probe}
+EOF
+  until_up kueue 60 "${k[@]}" create --dry-run=server -f "$KUEUE_DIR/probe.yaml"
+}
+
 # --- the supervisor ------------------------------------------------------------------------
 
 # Runs in its own session (setsid). Starts the components as its children, waits for the stop
@@ -245,7 +443,7 @@ supervise() {
     # Clients first, then the API server, then etcd: etcd's graceful stop waits for the
     # API server's watch streams, so stopping both at once takes many seconds.
     local group name
-    for group in "kwok kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+    for group in "kueue kwok kube-scheduler kube-controller-manager" kube-apiserver etcd; do
       for name in $group; do
         alive "${pids[$name]:-}" && kill -TERM "${pids[$name]}" 2>/dev/null || true
       done
@@ -339,6 +537,7 @@ supervise() {
   local stages=() f
   while IFS= read -r f; do stages+=("--config=$f"); done < <(kwok_stage_files)
   stages+=("--config=$dir/stage-pod-ready-again.yaml")
+  [[ -f "$dir/kueue/stage-pod-terminate.yaml" ]] && stages+=("--config=$dir/kueue/stage-pod-terminate.yaml")
   start kwok --kubeconfig="$kc" --config="$dir/kwok.yaml" "${stages[@]}" \
     --server-address="127.0.0.1:$KWOK_PORT" --v="${KELVIN_KWOK_LOG_LEVEL:-WARN}"
 
@@ -348,6 +547,7 @@ supervise() {
   # The service-account token controller is running once `default` has its ServiceAccount.
   until_up kube-controller-manager 60 "${curl_admin[@]}" \
     "https://127.0.0.1:$API_PORT/api/v1/namespaces/default/serviceaccounts/default"
+  if [[ -n "${KUEUE_WEBHOOK_PORT:-}" ]]; then kueue_start; fi
   ready=1
   touch "$dir/ready"
   log "ready (supervisor $$)"
@@ -369,12 +569,13 @@ supervise() {
 # --- commands ------------------------------------------------------------------------------
 
 cmd_up() {
-  local nodes=0 lifeline=0 audit=0
+  local nodes=0 lifeline=0 audit=0 kueue=0
   while (($#)); do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
       --lifeline) lifeline=1; shift ;;
       --audit) audit=1; shift ;;
+      --kueue) kueue=1; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
@@ -416,8 +617,14 @@ KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
 KWOK_PORT=$KWOK_PORT
 EOF
+    if ((kueue)); then
+      free_port KUEUE_WEBHOOK_PORT
+      free_port KUEUE_HEALTH_PORT
+      printf 'KUEUE_WEBHOOK_PORT=%s\nKUEUE_HEALTH_PORT=%s\n' "$KUEUE_WEBHOOK_PORT" "$KUEUE_HEALTH_PORT" >>"$dir/cluster.env"
+    fi
     load_env
     write_kubeconfig
+    if ((kueue)); then kueue_prepare; fi
     if ((lifeline)); then
       # fd 3 carries our stdin (the lifeline pipe) into the supervisor's background reader.
       setsid "$self" _supervise --dir "$dir" --lifeline 3<&0 </dev/null >"$dir/logs/supervisor.log" 2>&1 &
@@ -569,7 +776,9 @@ cmd_stats() {
   load_env
   local name pid rss total=0
   printf '%-26s %8s %10s\n' COMPONENT PID RSS_MiB
-  for name in "${components[@]}"; do
+  local shown=("${components[@]}")
+  [[ -n "${KUEUE_WEBHOOK_PORT:-}" ]] && shown+=(kueue)
+  for name in "${shown[@]}"; do
     pid="$(cat "$dir/pids/$name" 2>/dev/null || true)"
     if alive "$pid"; then
       rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")"

@@ -65,7 +65,16 @@ pub struct Cluster {
     _lifeline: Option<Mutex<ChildStdin>>,
 }
 
-static CLUSTER: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
+/// What a test binary's control plane runs besides etcd, the API server, the controller
+/// manager, the scheduler and kwok.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Kueue's CRDs and the real Kueue controller manager with its webhooks
+    /// (`tests/cluster.sh up --kueue`).
+    pub kueue: bool,
+}
+
+static CLUSTER: OnceLock<(Options, std::result::Result<Cluster, String>)> = OnceLock::new();
 
 /// The cluster of this test run: started on first use (tests calling this concurrently wait for
 /// the one start), shared afterwards. If starting failed, every caller gets the same error.
@@ -73,17 +82,41 @@ static CLUSTER: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new()
 /// A cold machine first builds the control-plane binaries (`tests/testbin/build.sh`), which
 /// takes a long time; progress goes to stderr.
 pub fn cluster() -> Result<&'static Cluster> {
-    CLUSTER
-        .get_or_init(|| Cluster::start().map_err(|e| format!("{e:#}")))
+    cluster_with(Options::default())
+}
+
+/// Like [`cluster`], with the real Kueue running too ([`Options::kueue`]). Every test of a
+/// binary that wants Kueue calls this one: the binary's one control plane is started by its
+/// first caller, and one started without Kueue is refused here. An external cluster
+/// (`KELVIN_E2E_KUBECONFIG`) is taken as it is: install Kueue there yourself.
+pub fn cluster_with_kueue() -> Result<&'static Cluster> {
+    cluster_with(Options { kueue: true })
+}
+
+fn cluster_with(options: Options) -> Result<&'static Cluster> {
+    let (started_with, result) = CLUSTER.get_or_init(|| {
+        (
+            options,
+            Cluster::start(options).map_err(|e| format!("{e:#}")),
+        )
+    });
+    let cluster = result
         .as_ref()
-        .map_err(|e| anyhow!("no test cluster: {e}"))
+        .map_err(|e| anyhow!("no test cluster: {e}"))?;
+    if options.kueue && !started_with.kueue && !cluster.is_external() {
+        bail!(
+            "this test binary's control plane was started without Kueue: every test of it that \
+             needs Kueue must call cluster_with_kueue() (the first caller starts it)"
+        );
+    }
+    Ok(cluster)
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster> {
+    fn start(options: Options) -> Result<Cluster> {
         match env::var_os(EXTERNAL_KUBECONFIG_ENV) {
             Some(path) if !path.is_empty() => Self::external(PathBuf::from(path)),
-            _ => Self::start_own(),
+            _ => Self::start_own(options),
         }
     }
 
@@ -108,15 +141,20 @@ impl Cluster {
         })
     }
 
-    fn start_own() -> Result<Cluster> {
+    fn start_own(options: Options) -> Result<Cluster> {
         let dir = env::temp_dir().join(format!("kelvin-e2e-{}", std::process::id()));
         let script = repo_root().join("tests/cluster.sh");
         let started = Instant::now();
-        let mut child = Command::new(&script)
+        let mut command = Command::new(&script);
+        command
             .arg("up")
             .arg("--lifeline")
             // ServiceAccounts' requests go to DIR/audit.log (`Cluster::audit_log`).
-            .arg("--audit")
+            .arg("--audit");
+        if options.kueue {
+            command.arg("--kueue");
+        }
+        let mut child = command
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::piped())

@@ -21,7 +21,9 @@ pub mod process;
 pub mod realistic;
 pub mod third_party;
 
-pub use cluster::{Cluster, cluster, repo_root, unique_name, wait_for};
+pub use cluster::{
+    Cluster, Options, cluster, cluster_with_kueue, repo_root, unique_name, wait_for,
+};
 pub use nodes::{GpuNodes, Layout, SpecNodes};
 pub use operator::OperatorProcess;
 pub use process::{run, workspace_binary};

@@ -1,10 +1,20 @@
 //! Kueue: a ResourceFlavor per pool, a ClusterQueue per tenant (all in one cohort named after
 //! the site), a LocalQueue per tenant namespace, and a Topology per fabric whose levels are the
 //! fabric's tiers (Topograph label keys), ending at the hostname as Kueue requires.
+//!
+//! A tenant's `gpuQuota` is a cap, so its ClusterQueue never borrows (`borrowingLimit: 0`):
+//! each tenant namespace's ResourceQuota holds the same number, and Kubernetes enforces it at
+//! pod creation, so a workload Kueue admitted by borrowing would have the pods past the quota
+//! refused — a gang half created. Without the limit the real Kueue admitted a 776-GPU Job of a
+//! tenant with 768 by borrowing from another tenant's idle quota (`operator/tests/kueue.rs`).
+//! Preemption within a ClusterQueue follows the spec's PriorityClasses: `LowerPriority` when
+//! one of them may preempt (`PreemptLowerPriority`), else `Never` (Kueue's default). Kueue
+//! reads a workload's priority from its PriorityClass but not the class's preemptionPolicy,
+//! so with mixed classes a `Never` class's workloads preempt in Kueue too (docs/kueue.md).
 
 use std::collections::BTreeMap;
 
-use kelvin_crds::v1alpha1::GpuClusterSpec;
+use kelvin_crds::v1alpha1::{GpuClusterSpec, PreemptionPolicy};
 use serde_json::{Value, json};
 
 use super::{CustomObject, Desired, Owner};
@@ -64,6 +74,15 @@ pub(super) fn build(spec: &GpuClusterSpec, analysis: &Analysis, owner: &Owner, o
     let Some(scheduling) = &spec.scheduling else {
         return;
     };
+    let within_cluster_queue = if scheduling
+        .priority_classes
+        .iter()
+        .any(|c| c.preemption_policy == PreemptionPolicy::PreemptLowerPriority)
+    {
+        "LowerPriority"
+    } else {
+        "Never"
+    };
     for tenant in &scheduling.tenants {
         // Flavors in one resource group must cover the same resources: group pools by resource.
         let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
@@ -74,7 +93,11 @@ pub(super) fn build(spec: &GpuClusterSpec, analysis: &Analysis, owner: &Owner, o
             let resource = devices::resource_name(&pool.accelerator);
             groups.entry(resource).or_default().push(json!({
                 "name": pool.name,
-                "resources": [{"name": resource, "nominalQuota": gpus * devices::shares_per_gpu(pool)}],
+                "resources": [{
+                    "name": resource,
+                    "nominalQuota": gpus * devices::shares_per_gpu(pool),
+                    "borrowingLimit": 0,
+                }],
             }));
         }
         let resource_groups: Vec<Value> = groups
@@ -88,6 +111,7 @@ pub(super) fn build(spec: &GpuClusterSpec, analysis: &Analysis, owner: &Owner, o
             json!({
                 "cohortName": owner.cluster_name(),
                 "namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant.name}},
+                "preemption": {"withinClusterQueue": within_cluster_queue},
                 "resourceGroups": resource_groups,
             }),
         ));
