@@ -28,15 +28,16 @@ struct Args {
     /// Address serving /metrics (Prometheus), /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "KELVIN_HTTP_ADDRESS")]
     http_address: SocketAddr,
-    /// Node writes in flight at once.
-    #[arg(long, default_value_t = 16, env = "KELVIN_WRITE_CONCURRENCY")]
+    /// Node writes in flight at once (the test API server's throughput for node writes stops
+    /// growing at 32-64: docs/performance.md).
+    #[arg(long, default_value_t = 32, env = "KELVIN_WRITE_CONCURRENCY")]
     write_concurrency: usize,
     /// Requests per second to the API server, on average (0: unlimited). Watches are not
     /// counted.
-    #[arg(long, default_value_t = 200.0, env = "KELVIN_KUBE_API_QPS")]
+    #[arg(long, default_value_t = 500.0, env = "KELVIN_KUBE_API_QPS")]
     kube_api_qps: f64,
     /// Requests that may go at once above the average rate.
-    #[arg(long, default_value_t = 400, env = "KELVIN_KUBE_API_BURST")]
+    #[arg(long, default_value_t = 1000, env = "KELVIN_KUBE_API_BURST")]
     kube_api_burst: u32,
     /// Elect one acting replica through a Lease (turn off only when one replica runs).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "KELVIN_LEADER_ELECT")]

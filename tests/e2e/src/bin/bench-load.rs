@@ -65,6 +65,21 @@ enum Cmd {
         /// Remove what the rounds wrote at the end.
         #[arg(long)]
         cleanup: bool,
+        /// Write only the first N nodes the selector matches (throughput per request does not
+        /// depend on how many nodes there are; rounds of 10,000 take minutes).
+        #[arg(long)]
+        sample: Option<usize>,
+    },
+    /// Removes label keys from every node the selector matches, fast (merge patches, many in
+    /// flight): the clean-up after the `kubectl label` baseline.
+    RemoveLabels {
+        #[arg(long)]
+        selector: String,
+        /// Keys, `k,k,...`.
+        #[arg(long)]
+        keys: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// Seconds from running CMD to COUNT nodes carrying LABEL, watched.
     Converged {
@@ -97,7 +112,43 @@ async fn main() -> Result<()> {
             patch,
             max_concurrency,
             cleanup,
-        } => ceiling(client, &selector, &labels, patch, max_concurrency, cleanup).await,
+            sample,
+        } => {
+            ceiling(
+                client,
+                &selector,
+                &labels,
+                patch,
+                max_concurrency,
+                cleanup,
+                sample,
+            )
+            .await
+        }
+        Cmd::RemoveLabels {
+            selector,
+            keys,
+            concurrency,
+        } => {
+            let api: Api<Node> = Api::all(client);
+            let names = Arc::new(node_names(&api, &selector).await?);
+            let labels: Vec<(String, String)> = keys
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(|k| (k.to_owned(), String::new()))
+                .collect();
+            let (secs, _) = round(
+                &api,
+                &names,
+                PatchKind::Merge,
+                &Arc::new(labels),
+                None,
+                concurrency,
+            )
+            .await?;
+            eprintln!("remove-labels: {} nodes in {secs:.1} s", names.len());
+            Ok(())
+        }
         Cmd::Converged {
             label,
             count,
@@ -239,10 +290,15 @@ async fn ceiling(
     kind: PatchKind,
     max_concurrency: usize,
     cleanup: bool,
+    sample: Option<usize>,
 ) -> Result<()> {
     let api: Api<Node> = Api::all(client);
     let labels = Arc::new(parse_labels(labels)?);
-    let names = Arc::new(node_names(&api, selector).await?);
+    let mut names = node_names(&api, selector).await?;
+    if let Some(sample) = sample {
+        names.truncate(sample);
+    }
+    let names = Arc::new(names);
     if names.is_empty() {
         bail!("no node matches {selector:?}");
     }
