@@ -382,6 +382,12 @@ async fn plan_apply_status_zone_and_destroy_against_a_live_cluster() -> Result<(
             "--capacity-kw",
         ],
     )?;
+    // A plan saved before the facility's report goes stale with it: the spec's generation moved.
+    expect(
+        &kelvin(c, &["plan", "-f", spec, "--out", &saved_arg])?,
+        0,
+        &["Saved the plan to"],
+    )?;
     let run = kelvin(
         c,
         &[
@@ -401,6 +407,16 @@ async fn plan_apply_status_zone_and_destroy_against_a_live_cluster() -> Result<(
         &[
             "+label kelvin.dev/gpu-power-cap-watts",
             "is reported Degraded",
+        ],
+    )?;
+    let run = kelvin(c, &["apply", &saved_arg])?;
+    expect(
+        &run,
+        1,
+        &[
+            "is stale: the cluster changed since",
+            "the GpuCluster's spec changed since: generation",
+            "plan again",
         ],
     )?;
     let gpuc = kubectl_json(c, &["get", "gpuc", "lab", "--show-managed-fields"])?;

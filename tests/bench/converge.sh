@@ -37,7 +37,7 @@ while (($#)); do
     *) echo "converge: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-((nodes >= 20)) || { echo "converge: --nodes must be at least 20" >&2; exit 2; }
+((nodes >= 20 && nodes <= 16384)) || { echo "converge: --nodes must be 20 to 16,384 (two fabrics of 8,192)" >&2; exit 2; }
 half=$((nodes / 2)) small=$((nodes / 10))
 
 cd "$root"
@@ -75,8 +75,16 @@ spec:
     cooling: Liquid
     capacityKW: $zone_kw
     nodeSelector: {matchLabels: {kelvin.dev/sku: hgx-h100}}
+  # One fabric per pool: a fat tree of radix-64 switches holds at most 8,192 nodes.
   fabrics:
-  - name: ib
+  - name: ib-train
+    type: InfiniBand
+    linkGbps: 400
+    railsPerNode: 8
+    switchRadix: 64
+    nodesPerLeaf: 32
+    nvlinkDomainSize: 8
+  - name: ib-infer
     type: InfiniBand
     linkGbps: 400
     railsPerNode: 8
@@ -89,7 +97,7 @@ spec:
     expectedNodes: $2
     accelerator: {vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}
     hostPowerWatts: 4600
-    fabric: ib
+    fabric: ib-train
     devicePlugin: {managedBy: None}
     labels: {example.com/purpose: training}
   - name: infer
@@ -97,7 +105,7 @@ spec:
     expectedNodes: $3
     accelerator: {vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}
     hostPowerWatts: 4600
-    fabric: ib
+    fabric: ib-infer
     devicePlugin: {managedBy: None}
     labels: {example.com/purpose: inference}
 EOF
@@ -161,7 +169,7 @@ create infer infer "$((small - small / 2))" "$((nodes - half - (small - small / 
 # The labels Kelvin puts on every node of a pool (the per-node topology labels differ from node
 # to node: one `kubectl label` cannot set them, so the baseline writes fewer labels).
 pool_labels() { # POOL PURPOSE
-  echo "kelvin.dev/pool=$1 kelvin.dev/fabric=ib kelvin.dev/cooling-zone=hall-a example.com/purpose=$2"
+  echo "kelvin.dev/pool=$1 kelvin.dev/fabric=ib-$1 kelvin.dev/cooling-zone=hall-a example.com/purpose=$2"
 }
 log "3. kubectl label, pool by pool"
 t0=$(date +%s.%N)

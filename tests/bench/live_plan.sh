@@ -46,7 +46,9 @@ measure() { # label, then the command: wall time, CPU time of the process, peak 
   local label="$1"; shift
   local i line
   for ((i = 1; i <= runs; i++)); do
-    line="$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)"
+    # -o: time's report to a file of its own (the command's stderr is discarded).
+    /usr/bin/time -o "$dir/time" -f '%e %U %S %M' "$@" >/dev/null 2>&1 || true
+    line="$(tail -1 "$dir/time")"
     # kelvin's exit code 2 (changes) is fine.
     read -r wall user sys rss <<<"$line"
     printf '%-34s run %d: %6.2f s wall, %5.2f s CPU, %6.1f MB peak RSS\n' "$label" "$i" \
