@@ -135,6 +135,16 @@ impl PathIndex {
         self.keys.get(path).copied()
     }
 
+    /// The field whose value starts at (line, column): for an error the parser reports by
+    /// position only (`.nan`), the path to name. The deepest one, when several start there.
+    pub fn path_at(&self, line: usize, column: usize) -> Option<&str> {
+        self.positions
+            .iter()
+            .filter(|(_, position)| **position == (line, column))
+            .map(|(path, _)| path.as_str())
+            .max_by_key(|path| path.len())
+    }
+
     /// Position of `path`, or of its closest indexed ancestor (a missing field points at its parent).
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut candidate = path;
@@ -191,6 +201,13 @@ spec:
             PathIndex::build(TEXT, 1).find_key("spec.other"),
             Some((10, 3))
         );
+    }
+
+    #[test]
+    fn names_the_field_at_a_position() {
+        let index = PathIndex::build(TEXT, 0);
+        assert_eq!(index.path_at(7, 13), Some("spec.pools[1].fabric"));
+        assert_eq!(index.path_at(7, 14), None);
     }
 
     #[test]
