@@ -16,11 +16,12 @@ use kelvin_crds::{
     v1alpha1::GpuCluster,
 };
 
-/// Largest spec file read. The API server stores an object of at most 1.5 MiB (etcd's
-/// limit) and a spec of 64 pools and 256 zones is ~200 KB, so this leaves room for comments
-/// and several GpuClusters in one file, while a huge file is refused before it costs time and
-/// memory. A larger file is an error, never read in part.
-const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest spec file read. The API server takes a request of at most 3 MiB and stores an
+/// object of at most 1.5 MiB (etcd's limit); a spec of 64 pools and 256 zones is ~200 KB. So
+/// this leaves room for comments and several GpuClusters in one file, while a huge file is
+/// refused before it costs time and memory (checking a 4 MiB spec of one selector's values
+/// takes ~1.5 s). A larger file is an error, never read in part.
+const MAX_SPEC_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Largest YAML inventory read: it is parsed whole (a 70,000-node Kelvin Inventory is ~30 MB).
 const MAX_YAML_INVENTORY_BYTES: u64 = 512 * 1024 * 1024;
@@ -72,7 +73,11 @@ impl Loaded {
             .get(&origin.file)
             .map(|bytes| String::from_utf8_lossy(bytes))
             .unwrap_or_default();
-        let index = PathIndex::build(&text, origin.document);
+        let index = PathIndex::build_for(
+            &text,
+            origin.document,
+            diagnostics.iter().map(|d| d.path.as_str()),
+        );
         diagnostics
             .iter()
             .map(|d| load::locate(d.clone(), &index, &origin.file, origin))

@@ -1137,7 +1137,7 @@ fn plan_into_head_ends_quietly() {
 
 /// `kelvin`'s read limit (cli/src/input.rs MAX_FILE_BYTES).
 /// The read limit of spec files, and of YAML inventories (read whole).
-const SPEC_READ_LIMIT: u64 = 16 * 1024 * 1024;
+const SPEC_READ_LIMIT: u64 = 4 * 1024 * 1024;
 const YAML_INVENTORY_READ_LIMIT: u64 = 512 * 1024 * 1024;
 
 /// A valid spec, then nothing (a hole: no disk used) up to one byte past `limit`, where an
@@ -1163,7 +1163,7 @@ fn a_file_over_the_read_limit_is_an_error_naming_it_and_the_limit() {
         &run,
         &[
             &format!(
-                "error: {} is larger than the read limit of 16 MiB (16,777,216 bytes)",
+                "error: {} is larger than the read limit of 4 MiB (4,194,304 bytes)",
                 file.display()
             ),
             "fix: a GpuCluster spec is far smaller",
@@ -1217,7 +1217,7 @@ fn standard_input_over_the_read_limit_is_an_error() {
     assert_rejected(&run);
     assert_says(
         &run,
-        &["error: <stdin> is larger than the read limit of 16 MiB (16,777,216 bytes)"],
+        &["error: <stdin> is larger than the read limit of 4 MiB (4,194,304 bytes)"],
     );
 }
 

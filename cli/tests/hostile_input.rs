@@ -87,7 +87,7 @@ fn errors(run: &Run) -> Vec<&str> {
 // Defect 3: lists far over maxItems.
 
 #[test]
-fn twenty_thousand_pools_are_one_error_not_twenty_thousand() {
+fn four_thousand_pools_are_one_error_not_four_thousand() {
     let pool = small()
         .split("  gpuPools:\n")
         .nth(1)
@@ -98,15 +98,15 @@ fn twenty_thousand_pools_are_one_error_not_twenty_thousand() {
         .to_owned();
     let mut text = small().replace(&pool, "");
     // The same two pools again and again: duplicates and far over maxItems (64).
-    let pools = pool.repeat(10_000);
+    let pools = pool.repeat(2_000);
     text = text.replace("  gpuPools:\n", &format!("  gpuPools:\n{pools}"));
-    let file = write("twenty-thousand-pools.yaml", &text);
+    let file = write("four-thousand-pools.yaml", &text);
     let run = kelvin(&["validate", "-f", &file]);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_eq!(errors(&run).len(), 1, "{run:?}");
     assert!(
         run.stderr
-            .contains("spec.gpuPools: Too many: 20000: must have at most 64 items"),
+            .contains("spec.gpuPools: Too many: 4000: must have at most 64 items"),
         "{run:?}"
     );
 }

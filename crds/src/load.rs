@@ -86,12 +86,12 @@ fn with_field_path(mut diagnostic: Diagnostic, text: &str) -> Diagnostic {
     let Some(location) = &diagnostic.location else {
         return diagnostic;
     };
-    if !diagnostic.path.is_empty() || text.len() as u64 > 16 * 1024 * 1024 {
+    if !diagnostic.path.is_empty() {
         return diagnostic;
     }
     for document in 0..MAX_DOCUMENTS_SEARCHED {
-        let index = PathIndex::build(text, document);
-        if index.find("").is_none() {
+        let index = PathIndex::build_at(text, document, location.line, location.column);
+        if !index.has_document() {
             break;
         }
         if let Some(path) = index.path_at(location.line, location.column) {
@@ -318,7 +318,11 @@ pub fn load_documents(file: &str, bytes: &[u8]) -> Vec<Outcome> {
             Ok(cluster) => Outcome::Cluster(Box::new(cluster), document.origin),
             Err(found) => {
                 let text = text.get_or_insert_with(|| String::from_utf8_lossy(bytes));
-                let index = PathIndex::build(text, document.origin.document);
+                let index = PathIndex::build_for(
+                    text,
+                    document.origin.document,
+                    found.iter().map(|d| d.path.as_str()),
+                );
                 let name = document
                     .value
                     .pointer("/metadata/name")

@@ -114,7 +114,11 @@ fn read_yaml(file: &str, bytes: &[u8]) -> Result<Vec<NodeInfo>, Vec<Diagnostic>>
         });
         // Errors point at their field when the file has it, else at the nearest field above.
         if collector.errors.len() > errors_before {
-            let index = PathIndex::build(text, number);
+            let paths: Vec<String> = collector.errors[errors_before..]
+                .iter()
+                .map(|e| e.path.strip_prefix(&prefix).unwrap_or(&e.path).to_owned())
+                .collect();
+            let index = PathIndex::build_for(text, number, paths.iter().map(String::as_str));
             for error in &mut collector.errors[errors_before..] {
                 let path = error.path.strip_prefix(&prefix).unwrap_or(&error.path);
                 let (line, column) = index.find(path).unwrap_or((1, 1));
