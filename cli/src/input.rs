@@ -16,20 +16,53 @@ use kelvin_crds::{
     v1alpha1::GpuCluster,
 };
 
-/// Largest spec or inventory file read (a 70,000-node inventory is ~30 MB); a larger one is
-/// an error, never read in part.
-const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest spec file read. The API server takes a request of at most 3 MiB and stores an
+/// object of at most 1.5 MiB (etcd's limit); a spec of 64 pools and 256 zones is ~200 KB. So
+/// this leaves room for comments and several GpuClusters in one file, while a huge file is
+/// refused before it costs time and memory (checking a 4 MiB spec of one selector's values
+/// takes ~1.5 s). A larger file is an error, never read in part.
+const MAX_SPEC_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest YAML inventory read: it is parsed whole (a 70,000-node Kelvin Inventory is ~30 MB).
+const MAX_YAML_INVENTORY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Largest JSON inventory read. JSON is streamed, so memory does not grow with the file, only
+/// with the nodes kept: `kubectl get nodes -o json` of a 70,000-node site is ~800 MB.
+const MAX_JSON_INVENTORY_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
+/// A document that was not planned, and why: `plan -o json` still prints an entry for it.
+pub struct Rejected {
+    pub origin: Origin,
+    /// Its `metadata.name`, when it has one.
+    pub name: String,
+    pub errors: Vec<Diagnostic>,
+}
 
 /// Specs read from the command line, their problems, and the inventory.
 pub struct Loaded {
     pub clusters: Vec<(GpuCluster, Origin)>,
     pub diagnostics: Vec<Diagnostic>,
+    pub rejected: Vec<Rejected>,
     pub inventory: Option<(String, Vec<NodeInfo>)>,
     /// Text of each spec file, to point findings at their lines.
     sources: HashMap<String, Vec<u8>>,
+    /// Spec files in the order given.
+    files: Vec<String>,
+    /// Where the nodes come from, for the plan's heading.
+    node_source: String,
 }
 
 impl Loaded {
+    /// Where `origin` comes in the files given: plans are printed in this order.
+    pub fn order(&self, origin: &Origin) -> (usize, usize) {
+        let file = self
+            .files
+            .iter()
+            .position(|f| *f == origin.file)
+            .unwrap_or(usize::MAX);
+        (file, origin.document)
+    }
+
     /// `diagnostics` about the cluster read from `origin`, pointed at their lines.
     pub fn locate(&self, origin: &Origin, diagnostics: &[Diagnostic]) -> Vec<Diagnostic> {
         if diagnostics.is_empty() {
@@ -40,7 +73,11 @@ impl Loaded {
             .get(&origin.file)
             .map(|bytes| String::from_utf8_lossy(bytes))
             .unwrap_or_default();
-        let index = PathIndex::build(&text, origin.document);
+        let index = PathIndex::build_for(
+            &text,
+            origin.document,
+            diagnostics.iter().map(|d| d.path.as_str()),
+        );
         diagnostics
             .iter()
             .map(|d| load::locate(d.clone(), &index, &origin.file, origin))
@@ -48,9 +85,17 @@ impl Loaded {
     }
 
     /// The snapshot to plan `cluster` against at `now`: the inventory's nodes, or simulated
-    /// ones. Offline there are no objects yet and every optional API counts as served.
-    pub fn observed_for(&self, cluster: &GpuCluster, now: Timestamp) -> Result<Observed> {
-        let nodes = match &self.inventory {
+    /// ones. Offline there are no objects yet and every optional API counts as served. For the
+    /// `last` cluster the inventory's nodes are moved, not copied: 70,000 real nodes are
+    /// ~400 MB.
+    pub fn observed_for(
+        &mut self,
+        cluster: &GpuCluster,
+        now: Timestamp,
+        last: bool,
+    ) -> Result<Observed> {
+        let nodes = match &mut self.inventory {
+            Some((_, nodes)) if last => std::mem::take(nodes),
             Some((_, nodes)) => nodes.clone(),
             None => simulate(&cluster.spec),
         };
@@ -69,18 +114,12 @@ impl Loaded {
     }
 
     /// Where the nodes came from, for the plan's heading.
-    pub fn node_source(&self) -> String {
-        match &self.inventory {
-            Some((file, nodes)) => format!(
-                "{} from inventory {file}",
-                crate::output::count(nodes.len() as u64, "node")
-            ),
-            None => "nodes simulated from each pool's expectedNodes".to_owned(),
-        }
+    pub fn node_source(&self) -> &str {
+        &self.node_source
     }
 }
 
-/// What a file is read as, for the fix of a file over [`MAX_FILE_BYTES`].
+/// What a file is read as, for the limit and the fix of a file over it.
 #[derive(Clone, Copy)]
 enum Kind {
     Spec,
@@ -124,23 +163,91 @@ fn read_at_most(reader: impl Read, limit: u64, name: &str, kind: Kind) -> Result
     Ok(bytes)
 }
 
-fn read(path: &Path, kind: Kind) -> Result<(String, Vec<u8>)> {
+/// `path` opened for reading (`-`: standard input), its name, and its size when it says.
+fn open(path: &Path) -> Result<(String, Box<dyn Read>, Option<u64>)> {
     if path == Path::new("-") {
-        let name = "<stdin>";
-        let bytes = read_at_most(std::io::stdin().lock(), MAX_FILE_BYTES, name, kind)?;
-        return Ok((name.to_owned(), bytes));
+        return Ok((
+            "<stdin>".to_owned(),
+            Box::new(std::io::stdin().lock()),
+            None,
+        ));
     }
     let name = path.display().to_string();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    // A regular file says its size: refuse a huge one before reading 512 MiB of it.
-    if file
+    let size = file
         .metadata()
-        .is_ok_and(|m| m.is_file() && m.len() > MAX_FILE_BYTES)
-    {
-        return Err(too_large(&name, MAX_FILE_BYTES, kind));
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    Ok((name, Box::new(file), size))
+}
+
+fn read(path: &Path, kind: Kind) -> Result<(String, Vec<u8>)> {
+    let limit = match kind {
+        Kind::Spec => MAX_SPEC_BYTES,
+        Kind::Inventory => MAX_YAML_INVENTORY_BYTES,
+    };
+    let (name, reader, size) = open(path)?;
+    // A regular file says its size: refuse a huge one before reading any of it.
+    if size.is_some_and(|size| size > limit) {
+        return Err(too_large(&name, limit, kind));
     }
-    let bytes = read_at_most(file, MAX_FILE_BYTES, &name, kind)?;
+    let bytes = read_at_most(reader, limit, &name, kind)?;
     Ok((name, bytes))
+}
+
+/// A reader that fails once more than `limit` bytes have come through: a streamed file over
+/// the limit is an error, never a silent cut.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    name: String,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        match self.left.checked_sub(read as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(read)
+            }
+            None => Err(std::io::Error::other(format!(
+                "{:#}",
+                too_large(&self.name, self.limit, Kind::Inventory)
+            ))),
+        }
+    }
+}
+
+/// Reads the inventory at `path`: JSON streamed, YAML whole.
+fn read_inventory(path: &Path) -> Result<(String, Result<Vec<NodeInfo>, Vec<Diagnostic>>)> {
+    use std::io::BufRead;
+    let (name, reader, size) = open(path)?;
+    if size.is_some_and(|size| size > MAX_JSON_INVENTORY_BYTES) {
+        return Err(too_large(&name, MAX_JSON_INVENTORY_BYTES, Kind::Inventory));
+    }
+    let limited = Limited {
+        inner: reader,
+        left: MAX_JSON_INVENTORY_BYTES,
+        name: name.clone(),
+        limit: MAX_JSON_INVENTORY_BYTES,
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, limited);
+    let start = reader
+        .fill_buf()
+        .with_context(|| format!("reading {name}"))?;
+    if kelvin_crds::inventory::is_json(start) {
+        let nodes = kelvin_crds::inventory::read_json_inventory(&name, reader);
+        return Ok((name, nodes));
+    }
+    if size.is_some_and(|size| size > MAX_YAML_INVENTORY_BYTES) {
+        return Err(too_large(&name, MAX_YAML_INVENTORY_BYTES, Kind::Inventory));
+    }
+    let bytes = read_at_most(reader, MAX_YAML_INVENTORY_BYTES, &name, Kind::Inventory)?;
+    let nodes = load::load_inventory(&name, &bytes);
+    Ok((name, nodes))
 }
 
 /// Files named on the command line: files as given, directories as their *.yaml / *.yml files.
@@ -170,26 +277,59 @@ pub fn load(paths: &[PathBuf], inventory: Option<&Path>) -> Result<Loaded> {
     let mut loaded = Loaded {
         clusters: Vec::new(),
         diagnostics: Vec::new(),
+        rejected: Vec::new(),
         inventory: None,
         sources: HashMap::new(),
+        files: Vec::new(),
+        node_source: "nodes simulated from each pool's expectedNodes".to_owned(),
     };
     for path in expand(paths)? {
         let (name, bytes) = read(&path, Kind::Spec)?;
-        let (clusters, diagnostics) = load::load_gpu_clusters(&name, &bytes);
-        if !clusters.is_empty() {
+        let mut planned = false;
+        for outcome in load::load_documents(&name, &bytes) {
+            match outcome {
+                load::Outcome::Cluster(cluster, origin) => {
+                    planned = true;
+                    loaded.clusters.push((*cluster, origin));
+                }
+                load::Outcome::Rejected {
+                    origin,
+                    name,
+                    diagnostics,
+                } => {
+                    loaded.diagnostics.extend(diagnostics.iter().cloned());
+                    loaded.rejected.push(Rejected {
+                        origin,
+                        name,
+                        errors: diagnostics,
+                    });
+                }
+            }
+        }
+        loaded.files.push(name.clone());
+        if planned {
             loaded.sources.insert(name, bytes);
         }
-        loaded.clusters.extend(clusters);
-        loaded.diagnostics.extend(diagnostics);
     }
     if let Some(path) = inventory {
-        let (name, bytes) = read(path, Kind::Inventory)?;
-        match load::load_inventory(&name, &bytes) {
-            Ok(nodes) => loaded.inventory = Some((name, nodes)),
-            Err(diagnostics) => {
+        match read_inventory(path)? {
+            (name, Ok(nodes)) => {
+                loaded.node_source = format!(
+                    "{} from inventory {name}",
+                    crate::output::count(nodes.len() as u64, "node")
+                );
+                loaded.inventory = Some((name, nodes));
+            }
+            (_, Err(diagnostics)) => {
                 // Planning against other nodes than the ones asked for would mislead.
-                loaded.diagnostics.extend(diagnostics);
-                loaded.clusters.clear();
+                loaded.diagnostics.extend(diagnostics.iter().cloned());
+                for (cluster, origin) in std::mem::take(&mut loaded.clusters) {
+                    loaded.rejected.push(Rejected {
+                        origin,
+                        name: cluster.metadata.name.unwrap_or_default(),
+                        errors: diagnostics.clone(),
+                    });
+                }
             }
         }
     }

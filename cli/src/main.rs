@@ -1,5 +1,6 @@
 //! `kelvin`: validate, plan and render GPU cluster specs (DESIGN.md §5).
 
+mod conflicts;
 mod console;
 mod input;
 mod live;
@@ -328,11 +329,13 @@ fn validate(
     inventory: Option<&std::path::Path>,
     console: &mut Console,
 ) -> Result<ExitCode> {
-    let loaded = input::load(paths, inventory)?;
+    let mut loaded = input::load(paths, inventory)?;
     print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
-    for (cluster, origin) in &loaded.clusters {
-        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+    let clusters = std::mem::take(&mut loaded.clusters);
+    for (index, (cluster, origin)) in clusters.iter().enumerate() {
+        let observed =
+            loaded.observed_for(cluster, Timestamp::now(), index + 1 == clusters.len())?;
         let analysis = kelvin_core::analyze(&cluster.spec, &observed);
         print_diagnostics(console, &loaded.locate(origin, &analysis.diagnostics));
         print_diagnostics(console, &loaded.locate(origin, &analysis.node_conflicts));
@@ -377,26 +380,45 @@ fn plan_command(
     detailed: bool,
     console: &mut Console,
 ) -> Result<ExitCode> {
-    let loaded = input::load(paths, inventory)?;
+    let mut loaded = input::load(paths, inventory)?;
     print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
     let mut changes = false;
+    let mut claims = conflicts::Claims::default();
+    // (where the document comes in the files, its plan): one entry per document, planned or not.
     let mut plans = Vec::new();
-    for (cluster, origin) in &loaded.clusters {
-        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+    let clusters = std::mem::take(&mut loaded.clusters);
+    for (index, (cluster, origin)) in clusters.iter().enumerate() {
+        let observed =
+            loaded.observed_for(cluster, Timestamp::now(), index + 1 == clusters.len())?;
         let mut planned = plan(cluster, &observed).context("planning")?;
+        let name = cluster.metadata.name.as_deref().unwrap_or_default();
+        let conflicts = claims.claim(name, origin, &planned.manifests);
+        if !conflicts.is_empty() {
+            planned.plan.valid = false;
+            planned.plan.errors.extend(conflicts);
+        }
         planned.plan.errors = loaded.locate(origin, &planned.plan.errors);
         planned.plan.warnings = loaded.locate(origin, &planned.plan.warnings);
         planned.plan.nodes_left_alone = loaded.locate(origin, &planned.plan.nodes_left_alone);
         print_diagnostics(console, &planned.plan.errors);
         failed |= !planned.plan.valid;
         let summary = &planned.plan.summary;
-        changes |= summary.add + summary.change + summary.destroy > 0;
-        plans.push((planned.plan, loaded.node_source()));
+        changes |= planned.plan.valid && summary.add + summary.change + summary.destroy > 0;
+        plans.push((loaded.order(origin), planned.plan));
     }
     match format {
         Format::Json => {
-            let documents: Vec<&kelvin_core::plan::Plan> = plans.iter().map(|(p, _)| p).collect();
+            plans.extend(loaded.rejected.iter().map(|rejected| {
+                (
+                    loaded.order(&rejected.origin),
+                    kelvin_core::plan::Plan::rejected(&rejected.name, rejected.errors.clone()),
+                )
+            }));
+            plans.sort_by_key(|(order, _)| *order);
+            let documents: Vec<&kelvin_core::plan::Plan> = plans.iter().map(|(_, p)| p).collect();
+            // One object for one document, an array for several (docs/cli.md): what the files
+            // hold decides, never what was valid.
             let text = if documents.len() == 1 {
                 serde_json::to_string_pretty(documents[0])
             } else {
@@ -405,8 +427,8 @@ fn plan_command(
             console.println(&text.context("serializing the plan")?)?;
         }
         Format::Text => {
-            for (plan, source) in &plans {
-                console.print(&output::human_plan(plan, source))?;
+            for (_, plan) in &plans {
+                console.print(&output::human_plan(plan, loaded.node_source()))?;
             }
         }
     }
@@ -422,32 +444,44 @@ fn render(
     inventory: Option<&std::path::Path>,
     console: &mut Console,
 ) -> Result<ExitCode> {
-    let loaded = input::load(paths, inventory)?;
+    let mut loaded = input::load(paths, inventory)?;
     print_diagnostics(console, &loaded.diagnostics);
     let mut failed = !loaded.diagnostics.is_empty();
-    for (cluster, origin) in &loaded.clusters {
-        let observed = loaded.observed_for(cluster, Timestamp::now())?;
+    let mut claims = conflicts::Claims::default();
+    // Every cluster is planned before any is printed: a conflict with a later one stops both.
+    let mut renders = Vec::new();
+    let clusters = std::mem::take(&mut loaded.clusters);
+    for (index, (cluster, origin)) in clusters.iter().enumerate() {
+        let observed =
+            loaded.observed_for(cluster, Timestamp::now(), index + 1 == clusters.len())?;
         let planned = plan(cluster, &observed).context("planning")?;
         if !planned.plan.valid {
             print_diagnostics(console, &loaded.locate(origin, &planned.plan.errors));
             failed = true;
             continue;
         }
-        // Once the reader has gone, the rest is checked (for the exit code) but not serialized.
-        for manifest in &planned.manifests {
-            if console.out_closed() {
-                break;
-            }
-            console.println("---")?;
-            console.print(
-                &serde_saphyr::to_string(&manifest.body)
-                    .with_context(|| format!("serializing {}", manifest.key))?,
-            )?;
+        let name = cluster.metadata.name.as_deref().unwrap_or_default();
+        let conflicts = claims.claim(name, origin, &planned.manifests);
+        if !conflicts.is_empty() {
+            print_diagnostics(console, &loaded.locate(origin, &conflicts));
+            failed = true;
+            continue;
         }
+        renders.push(planned.manifests);
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if failed {
+        return Ok(ExitCode::from(1));
+    }
+    for manifest in renders.iter().flatten() {
+        // Once the reader has gone, nothing more is serialized.
+        if console.out_closed() {
+            break;
+        }
+        console.println("---")?;
+        console.print(
+            &serde_saphyr::to_string(&manifest.body)
+                .with_context(|| format!("serializing {}", manifest.key))?,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -563,8 +563,11 @@ fn infinite_number_is_rejected() {
     assert_says(
         &run,
         &[
-            &format!("{}.inf is not a finite number", at(&file, &text, ".inf")),
-            "fix: use a finite number",
+            &format!(
+                "{}spec.site.pue: Invalid value: .inf: must be a finite number",
+                at(&file, &text, ".inf")
+            ),
+            "fix: use a number such as 1.3",
         ],
     );
 }
@@ -1133,38 +1136,46 @@ fn plan_into_head_ends_quietly() {
 // The read limit.
 
 /// `kelvin`'s read limit (cli/src/input.rs MAX_FILE_BYTES).
-const READ_LIMIT: u64 = 512 * 1024 * 1024;
+/// The read limit of spec files, and of YAML inventories (read whole).
+const SPEC_READ_LIMIT: u64 = 4 * 1024 * 1024;
+const YAML_INVENTORY_READ_LIMIT: u64 = 512 * 1024 * 1024;
 
-/// A valid spec, then nothing (a hole: no disk used) up to one byte past the read limit, where
-/// an invalid document ends the file. A reader that stops at the limit sees only the valid one.
-fn spec_past_the_read_limit(name: &str) -> PathBuf {
+/// A valid spec, then nothing (a hole: no disk used) up to one byte past `limit`, where an
+/// invalid document ends the file. A reader that stops at the limit sees only the valid one.
+fn spec_past_the_read_limit(name: &str, limit: u64) -> PathBuf {
     use std::io::{Seek, SeekFrom, Write};
     let invalid = b"\n---\napiVersion: kelvin.dev/v1alpha1\nkind: GpuCluster\nmetadata: {name: over}\nspec: {}\n";
     let path = write(name, small());
     let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.seek(SeekFrom::Start(READ_LIMIT + 1 - invalid.len() as u64))
+    file.seek(SeekFrom::Start(limit + 1 - invalid.len() as u64))
         .unwrap();
     file.write_all(invalid).unwrap();
-    assert_eq!(file.metadata().unwrap().len(), READ_LIMIT + 1);
+    assert_eq!(file.metadata().unwrap().len(), limit + 1);
     path
 }
 
 #[test]
 fn a_file_over_the_read_limit_is_an_error_naming_it_and_the_limit() {
-    let file = spec_past_the_read_limit("over-the-read-limit.yaml");
+    let file = spec_past_the_read_limit("over-the-read-limit.yaml", SPEC_READ_LIMIT);
     let run = validate(&file);
     assert_rejected(&run);
     assert_says(
         &run,
         &[
             &format!(
-                "error: {} is larger than the read limit of 512 MiB (536,870,912 bytes)",
+                "error: {} is larger than the read limit of 4 MiB (4,194,304 bytes)",
                 file.display()
             ),
             "fix: a GpuCluster spec is far smaller",
         ],
     );
     assert!(!run.stdout.contains("valid"), "{run:?}");
+    std::fs::remove_file(&file).unwrap();
+
+    let file = spec_past_the_read_limit(
+        "inventory-over-the-read-limit.yaml",
+        YAML_INVENTORY_READ_LIMIT,
+    );
 
     let run = kelvin(&[
         OsStr::new("plan"),
@@ -1192,7 +1203,7 @@ fn a_file_over_the_read_limit_is_an_error_naming_it_and_the_limit() {
 fn standard_input_over_the_read_limit_is_an_error() {
     // Standard input has no size to look at first: it is read up to the limit, and a byte more
     // is an error (here from a file with a hole, so the bytes cost no disk).
-    let file = spec_past_the_read_limit("stdin-over-the-read-limit.yaml");
+    let file = spec_past_the_read_limit("stdin-over-the-read-limit.yaml", SPEC_READ_LIMIT);
     let output = command(&["validate", "-f", "-"])
         .stdin(std::fs::File::open(&file).unwrap())
         .output()
@@ -1206,7 +1217,7 @@ fn standard_input_over_the_read_limit_is_an_error() {
     assert_rejected(&run);
     assert_says(
         &run,
-        &["error: <stdin> is larger than the read limit of 512 MiB (536,870,912 bytes)"],
+        &["error: <stdin> is larger than the read limit of 4 MiB (4,194,304 bytes)"],
     );
 }
 

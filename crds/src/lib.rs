@@ -3,6 +3,7 @@
 
 pub mod crd;
 pub mod diagnostics;
+pub mod inventory;
 pub mod load;
 pub mod locate;
 pub mod names;

@@ -37,9 +37,9 @@ pub fn parse_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Diagno
     parse(file, bytes, "add a GpuCluster (see examples/)")
 }
 
-/// [`parse_documents`], with what to say when the file is empty.
-fn parse(file: &str, bytes: &[u8], empty_fix: &str) -> Result<Vec<Document>, Diagnostic> {
-    let text = std::str::from_utf8(bytes).map_err(|error| {
+/// `bytes` as text, or an error naming the first byte that is not UTF-8.
+pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|error| {
         let offset = error.valid_up_to();
         let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
         let column = offset
@@ -61,22 +61,57 @@ fn parse(file: &str, bytes: &[u8], empty_fix: &str) -> Result<Vec<Document>, Dia
             line,
             column,
         )
-    })?;
+    })
+}
+
+/// A serde-saphyr error as a finding at its line and column.
+pub(crate) fn yaml_error(file: &str, error: &serde_saphyr::Error) -> Diagnostic {
+    let diagnostic = yaml_diagnostic(error);
+    match error.location() {
+        Some(location) if location.line() > 0 => at(
+            diagnostic,
+            file,
+            location.line() as usize,
+            (location.column() as usize).max(1),
+        ),
+        _ => at(diagnostic, file, 1, 1),
+    }
+}
+
+/// Documents searched for the field of a parse error (a spec file holds a few).
+const MAX_DOCUMENTS_SEARCHED: usize = 64;
+
+/// `diagnostic`, a parse error known by position only, with the path of the field there.
+fn with_field_path(mut diagnostic: Diagnostic, text: &str) -> Diagnostic {
+    let Some(location) = &diagnostic.location else {
+        return diagnostic;
+    };
+    if !diagnostic.path.is_empty() {
+        return diagnostic;
+    }
+    for document in 0..MAX_DOCUMENTS_SEARCHED {
+        let index = PathIndex::build_at(text, document, location.line, location.column);
+        if !index.has_document() {
+            break;
+        }
+        if let Some(path) = index.path_at(location.line, location.column) {
+            diagnostic.path = if document == 0 {
+                path.to_owned()
+            } else {
+                format!("document {}: {path}", document + 1)
+            };
+            break;
+        }
+    }
+    diagnostic
+}
+
+/// [`parse_documents`], with what to say when the file is empty.
+fn parse(file: &str, bytes: &[u8], empty_fix: &str) -> Result<Vec<Document>, Diagnostic> {
+    let text = utf8(file, bytes)?;
     let values: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(
-            |error| {
-                let diagnostic = yaml_diagnostic(&error);
-                match error.location() {
-                    Some(location) if location.line() > 0 => at(
-                        diagnostic,
-                        file,
-                        location.line() as usize,
-                        (location.column() as usize).max(1),
-                    ),
-                    _ => at(diagnostic, file, 1, 1),
-                }
-            },
-        )?;
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len()))
+            .map_err(|error| with_field_path(yaml_error(file, &error), text))?;
     if values.is_empty() {
         return Err(at(
             Diagnostic::error("", "the file holds no YAML documents").with_fix(empty_fix),
@@ -108,7 +143,7 @@ const MAX_ALIAS_REPLAYED_EVENTS: usize = 100_000;
 /// labels each are over a million YAML nodes). Written out, a YAML node takes at least a byte,
 /// so budgets that grow with the file admit every file that uses no aliases, while expansion
 /// through aliases stays bounded by [`MAX_ALIAS_REPLAYED_EVENTS`] whatever the file's size.
-fn yaml_options(input_len: usize) -> serde_saphyr::Options {
+pub(crate) fn yaml_options(input_len: usize) -> serde_saphyr::Options {
     let defaults = serde_saphyr::Budget::default();
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
@@ -184,9 +219,10 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
                 ),
                 "split the file",
             ),
+            // Sizes (scalar, comment or input bytes): not an alias bomb, a file too big.
             other => (
                 format!("YAML exceeds Kelvin's reading limits ({other:?}); reading stopped"),
-                BOMB_FIX,
+                "check that this is the file meant: a GpuCluster spec is a few hundred KB at most",
             ),
         },
         Error::DuplicateMappingKey { key, .. } => {
@@ -195,8 +231,13 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
                 .with_fix(format!("keep one {key}"));
         }
         Error::NonFiniteFloat { value, .. } => {
-            return Diagnostic::error("", format!("{value} is not a finite number"))
-                .with_fix("use a finite number");
+            return Diagnostic::error(
+                "",
+                format!("Invalid value: {value}: must be a finite number"),
+            )
+            .with_fix(
+                "use a number such as 1.3 (.nan and .inf are not numbers the API server stores)",
+            );
         }
         other => (
             format!(
@@ -227,7 +268,7 @@ fn at(mut diagnostic: Diagnostic, file: &str, line: usize, column: usize) -> Dia
 
 /// The `openAPIV3Schema` of the GpuCluster CRD, as JSON.
 pub fn gpu_cluster_schema() -> Value {
-    schema_of(&GpuCluster::crd())
+    schema_of(&crate::crd::polished(GpuCluster::crd()))
 }
 
 fn schema_of(crd: &CustomResourceDefinition) -> Value {
@@ -240,28 +281,78 @@ fn schema_of(crd: &CustomResourceDefinition) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// What became of one document of a spec file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It passed the schema and CEL rules.
+    Cluster(Box<GpuCluster>, Origin),
+    /// It did not (or the file could not be read: then `origin.document` is 0). `name` is its
+    /// `metadata.name` when it has one.
+    Rejected {
+        origin: Origin,
+        name: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Reads every document of `bytes`: a GpuCluster, or why not, in file order.
+pub fn load_documents(file: &str, bytes: &[u8]) -> Vec<Outcome> {
+    let documents = match parse_documents(file, bytes) {
+        Ok(documents) => documents,
+        Err(diagnostic) => {
+            return vec![Outcome::Rejected {
+                origin: Origin {
+                    file: file.to_owned(),
+                    document: 0,
+                },
+                name: String::new(),
+                diagnostics: vec![diagnostic],
+            }];
+        }
+    };
+    let schema = gpu_cluster_schema();
+    let mut text = None;
+    documents
+        .into_iter()
+        .map(|document| match check_document(&schema, &document.value) {
+            Ok(cluster) => Outcome::Cluster(Box::new(cluster), document.origin),
+            Err(found) => {
+                let text = text.get_or_insert_with(|| String::from_utf8_lossy(bytes));
+                let index = PathIndex::build_for(
+                    text,
+                    document.origin.document,
+                    found.iter().map(|d| d.path.as_str()),
+                );
+                let name = document
+                    .value
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                Outcome::Rejected {
+                    diagnostics: found
+                        .into_iter()
+                        .map(|d| locate(d, &index, file, &document.origin))
+                        .collect(),
+                    origin: document.origin,
+                    name,
+                }
+            }
+        })
+        .collect()
+}
+
 /// Reads every GpuCluster in `bytes`. Returns the ones that pass the schema and CEL rules, and
 /// every problem found (with locations).
 pub fn load_gpu_clusters(file: &str, bytes: &[u8]) -> (Vec<(GpuCluster, Origin)>, Vec<Diagnostic>) {
-    let documents = match parse_documents(file, bytes) {
-        Ok(documents) => documents,
-        Err(diagnostic) => return (Vec::new(), vec![diagnostic]),
-    };
-    let text = String::from_utf8_lossy(bytes);
-    let schema = gpu_cluster_schema();
     let mut clusters = Vec::new();
     let mut diagnostics = Vec::new();
-    for document in documents {
-        match check_document(&schema, &document.value) {
-            Ok(cluster) => clusters.push((cluster, document.origin)),
-            Err(found) => {
-                let index = PathIndex::build(&text, document.origin.document);
-                diagnostics.extend(
-                    found
-                        .into_iter()
-                        .map(|d| locate(d, &index, file, &document.origin)),
-                );
-            }
+    for outcome in load_documents(file, bytes) {
+        match outcome {
+            Outcome::Cluster(cluster, origin) => clusters.push((*cluster, origin)),
+            Outcome::Rejected {
+                diagnostics: found, ..
+            } => diagnostics.extend(found),
         }
     }
     (clusters, diagnostics)
@@ -361,10 +452,24 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
         None => errors.push(Diagnostic::error("metadata.name", "Required value").with_fix("name the site, e.g. metadata: {name: cortex}")),
         Some(Ok(name)) if !crate::names::is_dns_subdomain(name) => errors.push(
             Diagnostic::error("metadata.name", format!("{name:?} is not a valid name"))
-                .with_fix("use lowercase alphanumerics, '-' and '.', at most 253 characters, starting and ending alphanumeric"),
+                .with_fix("use lowercase alphanumerics, '-' and '.', at most 63 characters, starting and ending alphanumeric"),
+        ),
+        // Every object Kelvin creates carries the name in the label kelvin.dev/cluster, and
+        // a label value is at most 63 characters: the API server would refuse them all.
+        Some(Ok(name)) if name.len() > MAX_CLUSTER_NAME => errors.push(
+            Diagnostic::error(
+                "metadata.name",
+                format!(
+                    "{name:?} is {} characters long; a GpuCluster's name is at most {MAX_CLUSTER_NAME}",
+                    name.len()
+                ),
+            )
+            .with_fix("shorten it: every object Kelvin creates carries it in the label kelvin.dev/cluster, and label values are at most 63 characters"),
         ),
         Some(Ok(_)) => {}
     }
+    errors.extend(metadata_map_errors(value, "labels"));
+    errors.extend(metadata_map_errors(value, "annotations"));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -377,9 +482,18 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
     if !errors.is_empty() {
         return Err(errors);
     }
-    let cluster: GpuCluster = match serde_json::from_value(value.clone()) {
+    // The API server stores `expectedNodes: 200.0` as the integer 200 (the schema's type
+    // decides); so does Kelvin, rather than refusing what kubectl apply accepts.
+    let mut value = value.clone();
+    integral_floats_as_integers(&mut value);
+    let cluster: GpuCluster = match serde_json::from_value(value) {
         Ok(cluster) => cluster,
-        Err(error) => return Err(vec![Diagnostic::error("spec", error.to_string())]),
+        Err(error) => {
+            return Err(vec![Diagnostic::error(
+                "spec",
+                serde_message(&error.to_string()),
+            )]);
+        }
     };
     // CEL runs on the object as the API server stores it: with defaults applied.
     let defaulted = match serde_json::to_value(&cluster) {
@@ -397,164 +511,76 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
     Ok(cluster)
 }
 
-/// Reads a node inventory: a Kelvin `Inventory` (`apiVersion: kelvin.dev/v1alpha1`,
-/// `kind: Inventory`, `nodes: [{name, labels, taints, capacity, allocatable, ready}]`) or a
-/// Kubernetes `NodeList` / `List` as `kubectl get nodes -o yaml` prints it.
-pub fn load_inventory(
-    file: &str,
-    bytes: &[u8],
-) -> Result<Vec<crate::node::NodeInfo>, Vec<Diagnostic>> {
-    // Fast path: straight into typed nodes. Anything it does not take (a single Node document,
-    // a mistake) goes through the JSON path below, which explains what is wrong.
-    if let Some(nodes) = typed_inventory(bytes) {
-        return match duplicate_nodes(&nodes, file) {
-            errors if errors.is_empty() => Ok(nodes),
-            errors => Err(errors),
-        };
-    }
-    let documents = parse(
-        file,
-        bytes,
-        "list the nodes: apiVersion: kelvin.dev/v1alpha1, kind: Inventory, nodes: [{name: gpu-00001, labels: {...}}], or save `kubectl get nodes -o yaml`",
-    )
-    .map_err(|d| vec![d])?;
-    let mut nodes = Vec::new();
+/// Longest GpuCluster name: a label value's limit (it is the value of `kelvin.dev/cluster`).
+pub const MAX_CLUSTER_NAME: usize = 63;
+
+/// What the API server would refuse in `metadata.labels` or `metadata.annotations`: keys that
+/// are not qualified names, values that are not strings, label values that are not label values.
+fn metadata_map_errors(value: &Value, field: &str) -> Vec<Diagnostic> {
+    let Some(map) = value.pointer(&format!("/metadata/{field}")) else {
+        return Vec::new();
+    };
+    let Some(map) = map.as_object() else {
+        return vec![
+            Diagnostic::error(
+                format!("metadata.{field}"),
+                format!("Invalid value: {map}: must be a mapping of strings to strings"),
+            )
+            .with_fix(format!("write {field}: {{key: value}}")),
+        ];
+    };
     let mut errors = Vec::new();
-    for document in documents {
-        let kind = document
-            .value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let result = match kind {
-            "Inventory" => inventory_nodes(&document.value),
-            "NodeList" | "List" => Ok(node_list(&document.value)),
-            "Node" => Ok(node_list(&serde_json::json!({"items": [document.value]}))),
-            other => Err(vec![Diagnostic::error("kind", format!("kind {other:?} is not an inventory"))
-                .with_fix("use kind: Inventory (apiVersion: kelvin.dev/v1alpha1), or the output of `kubectl get nodes -o yaml`")]),
-        };
-        match result {
-            Ok(found) => nodes.extend(found),
-            Err(found) => {
-                let text = String::from_utf8_lossy(bytes);
-                let index = PathIndex::build(&text, document.origin.document);
-                errors.extend(
-                    found
-                        .into_iter()
-                        .map(|d| locate(d, &index, file, &document.origin)),
-                );
+    for (key, entry) in map {
+        let at = format!("metadata.{field}.{key}");
+        if !crate::names::is_label_key(key) {
+            errors.push(
+                Diagnostic::error(&at, format!("{key:?} is not a valid {} key", &field[..field.len() - 1]))
+                    .with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric; prefix a DNS subdomain"),
+            );
+        }
+        match entry.as_str() {
+            None => errors.push(
+                Diagnostic::error(
+                    &at,
+                    format!("Invalid value: {entry}: must be of type string"),
+                )
+                .with_fix(format!(
+                    "quote it: {key}: \"{}\"",
+                    entry.to_string().trim_matches('"')
+                )),
+            ),
+            Some(text) if field == "labels" && !crate::names::is_label_value(text) => errors.push(
+                Diagnostic::error(&at, format!("{text:?} is not a valid label value")).with_fix(
+                    "use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric",
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    errors
+}
+
+/// Every whole number written as a float (`200.0`) as an integer; the schema check has
+/// already refused floats where integers belong, and a float field takes an integer.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() < 9.0e15
+            {
+                // Exact below 2^53.
+                *value = Value::from(float as i64);
             }
         }
-    }
-    errors.extend(duplicate_nodes(&nodes, file));
-    if errors.is_empty() {
-        Ok(nodes)
-    } else {
-        Err(errors)
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
-fn inventory_nodes(value: &Value) -> Result<Vec<crate::node::NodeInfo>, Vec<Diagnostic>> {
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if api_version != API_VERSION {
-        return Err(vec![
-            Diagnostic::error(
-                "apiVersion",
-                format!("apiVersion {api_version:?} is not served by Kelvin"),
-            )
-            .with_fix(format!("use apiVersion: {API_VERSION}")),
-        ]);
-    }
-    let Some(items) = value.get("nodes").and_then(Value::as_array) else {
-        return Err(vec![
-            Diagnostic::error("nodes", "Required value: a list of nodes")
-                .with_fix("add nodes: [{name: gpu-00001, labels: {...}}]"),
-        ]);
-    };
-    let mut nodes = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match serde_json::from_value::<crate::node::NodeInfo>(item.clone()) {
-            Ok(node) => nodes.push(node),
-            Err(error) => errors.push(
-                Diagnostic::error(format!("nodes[{index}]"), error.to_string())
-                    .with_fix("a node has name, labels, taints, capacity, allocatable and ready"),
-            ),
-        }
-    }
-    if errors.is_empty() {
-        Ok(nodes)
-    } else {
-        Err(errors)
-    }
-}
-
-fn node_list(value: &Value) -> Vec<crate::node::NodeInfo> {
-    let counts = |resources: Option<&Value>| {
-        resources
-            .and_then(Value::as_object)
-            .map(|map| extended_counts(map.iter()))
-            .unwrap_or_default()
-    };
-    value
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|item| {
-            let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
-            let labels = item
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default();
-            let taints = item
-                .pointer("/spec/taints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| {
-                    Some(crate::node::NodeTaint {
-                        key: t.get("key")?.as_str()?.to_owned(),
-                        value: t.get("value").and_then(Value::as_str).map(str::to_owned),
-                        effect: t.get("effect")?.as_str()?.to_owned(),
-                    })
-                })
-                .collect();
-            let annotations = item
-                .pointer("/metadata/annotations")
-                .and_then(Value::as_object)
-                .map(|map| {
-                    map.iter()
-                        .filter(|(key, _)| key.starts_with(crate::node::KELVIN_ANNOTATION_PREFIX))
-                        .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let ready = item
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c.get("type").and_then(Value::as_str) == Some("Ready")
-                        && c.get("status").and_then(Value::as_str) == Some("True")
-                });
-            Some(crate::node::NodeInfo {
-                name,
-                labels,
-                annotations,
-                taints,
-                capacity: counts(item.pointer("/status/capacity")),
-                allocatable: counts(item.pointer("/status/allocatable")),
-                ready,
-                kelvin_label_keys: None,
-            })
-        })
-        .collect()
-}
+/// Reads a node inventory (moved to [`crate::inventory`], kept here for callers).
+pub use crate::inventory::load_inventory;
 
 #[cfg(test)]
 mod tests {
@@ -607,182 +633,92 @@ mod tests {
     }
 }
 
-fn duplicate_nodes(nodes: &[crate::node::NodeInfo], file: &str) -> Vec<Diagnostic> {
-    let mut seen = std::collections::HashSet::new();
-    nodes
-        .iter()
-        .filter(|node| !seen.insert(node.name.as_str()))
-        .map(|node| {
-            at(
-                Diagnostic::error("nodes", format!("node {:?} is listed twice", node.name))
-                    .with_fix("list each node once"),
-                file,
-                1,
-                1,
-            )
-        })
-        .collect()
-}
-
-/// An inventory document as typed YAML: Kelvin's `Inventory` or a Kubernetes `List`/`NodeList`.
-#[derive(serde::Deserialize)]
-struct InventoryFile {
-    #[serde(default, rename = "apiVersion")]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    nodes: Option<Vec<crate::node::NodeInfo>>,
-    #[serde(default)]
-    items: Option<Vec<KubeNode>>,
-}
-
-/// The parts of a Kubernetes Node Kelvin reads.
-#[derive(serde::Deserialize)]
-struct KubeNode {
-    metadata: KubeNodeMeta,
-    #[serde(default)]
-    spec: KubeNodeSpec,
-    #[serde(default)]
-    status: KubeNodeStatus,
-}
-
-#[derive(serde::Deserialize)]
-struct KubeNodeMeta {
-    name: String,
-    #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct KubeNodeSpec {
-    #[serde(default)]
-    taints: Vec<KubeTaint>,
-}
-
-/// A Node's taint; unlike an inventory's, it may carry fields Kelvin ignores (`timeAdded`).
-#[derive(serde::Deserialize)]
-struct KubeTaint {
-    key: String,
-    #[serde(default)]
-    value: Option<String>,
-    effect: String,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct KubeNodeStatus {
-    #[serde(default)]
-    capacity: std::collections::BTreeMap<String, Value>,
-    #[serde(default)]
-    allocatable: std::collections::BTreeMap<String, Value>,
-    #[serde(default)]
-    conditions: Vec<KubeNodeCondition>,
-}
-
-#[derive(serde::Deserialize)]
-struct KubeNodeCondition {
-    #[serde(rename = "type")]
-    condition: String,
-    status: String,
-}
-
-/// Extended resources (`vendor/name`) as counts; CPU, memory and pods are not Kelvin's.
-fn extended_counts<'a>(
-    resources: impl Iterator<Item = (&'a String, &'a Value)>,
-) -> std::collections::BTreeMap<String, u64> {
-    resources
-        .filter(|(key, _)| key.contains('/'))
-        .filter_map(|(key, quantity)| {
-            let count = match quantity {
-                Value::String(text) => text.parse().ok()?,
-                other => other.as_u64()?,
-            };
-            Some((key.clone(), count))
-        })
-        .collect()
-}
-
-fn typed_inventory(bytes: &[u8]) -> Option<Vec<crate::node::NodeInfo>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let documents: Vec<InventoryFile> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).ok()?;
-    if documents.is_empty() {
-        return None;
-    }
-    let mut nodes = Vec::new();
-    for document in documents {
-        match (document.kind.as_str(), document.nodes, document.items) {
-            ("Inventory", Some(found), None) if document.api_version == API_VERSION => {
-                nodes.extend(found)
-            }
-            ("List" | "NodeList", None, Some(items)) => {
-                nodes.extend(items.into_iter().map(|item| {
-                    crate::node::NodeInfo {
-                        name: item.metadata.name,
-                        labels: item.metadata.labels,
-                        annotations: crate::node::kelvin_annotations(&item.metadata.annotations),
-                        taints: item
-                            .spec
-                            .taints
-                            .into_iter()
-                            .map(|t| crate::node::NodeTaint {
-                                key: t.key,
-                                value: t.value,
-                                effect: t.effect,
-                            })
-                            .collect(),
-                        capacity: extended_counts(item.status.capacity.iter()),
-                        allocatable: extended_counts(item.status.allocatable.iter()),
-                        ready: item
-                            .status
-                            .conditions
-                            .iter()
-                            .any(|c| c.condition == "Ready" && c.status == "True"),
-                        kelvin_label_keys: None,
-                    }
-                }))
-            }
-            _ => return None,
+/// A serde error message in the words the API server uses: `invalid type: integer `5`,
+/// expected a string at line 3 column 9` becomes `Invalid value: 5: must be of type string`.
+/// Rust's type names (`u32`, `struct NodeInfo`) become what a YAML author writes.
+pub(crate) fn serde_message(message: &str) -> String {
+    // serde_json appends the position; the diagnostic carries it.
+    let message = match message.rfind(" at line ") {
+        Some(cut)
+            if message[cut + " at line ".len()..]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            &message[..cut]
         }
-    }
-    Some(nodes)
-}
-
-#[cfg(test)]
-mod inventory_tests {
-    use super::*;
-
-    const NODE: &str = r#"
-  metadata: {name: gpu-00007, labels: {kelvin.dev/sku: hgx-h100}}
-  spec:
-    taints: [{key: node.kubernetes.io/unreachable, effect: NoExecute, timeAdded: "2026-12-01T10:00:00Z"}]
-  status:
-    capacity: {cpu: "224", nvidia.com/gpu: "8"}
-    allocatable: {cpu: "220", nvidia.com/gpu: 8}
-    conditions: [{type: Ready, status: "True"}]
-"#;
-
-    #[test]
-    fn a_kubectl_node_list_and_single_node_documents_read_the_same() {
-        let list =
-            format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Node{NODE}");
-        let single = format!("apiVersion: v1\nkind: Node\n{}", NODE.replace("\n  ", "\n"));
-        // The list takes the typed path, the single Node the JSON one: same nodes.
-        assert!(typed_inventory(list.as_bytes()).is_some());
-        assert!(typed_inventory(single.as_bytes()).is_none());
-        let from_list = load_inventory("list.yaml", list.as_bytes()).unwrap();
-        let from_single = load_inventory("node.yaml", single.as_bytes()).unwrap();
-        assert_eq!(from_list, from_single);
-        let node = &from_list[0];
-        assert_eq!(node.name, "gpu-00007");
-        assert_eq!(node.capacity.get("nvidia.com/gpu"), Some(&8));
-        assert!(
-            !node.capacity.contains_key("cpu"),
-            "only extended resources"
+        _ => message,
+    };
+    let expected = |what: &str| -> String {
+        let what = what.trim();
+        match what {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of at least 0".to_owned(),
+            "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+            "f32" | "f64" => "a number".to_owned(),
+            "a boolean" | "a bool" => "of type boolean".to_owned(),
+            "a string" | "a borrowed string" | "a string key" => "of type string".to_owned(),
+            "a sequence" => "a list".to_owned(),
+            "a map" => "a mapping".to_owned(),
+            other if other.starts_with("struct ") || other.starts_with("a mapping") => {
+                "a mapping".to_owned()
+            }
+            other => other.replace('`', "\""),
+        }
+    };
+    let shown = |value: &str| -> String {
+        let value = value.trim();
+        let unquoted = |v: &str| v.trim_matches('`').to_owned();
+        for prefix in [
+            "integer ",
+            "floating point ",
+            "string ",
+            "boolean ",
+            "unsigned integer ",
+        ] {
+            if let Some(rest) = value.strip_prefix(prefix) {
+                return if prefix == "string " {
+                    format!("\"{}\"", rest.trim_matches(['`', '"']))
+                } else {
+                    unquoted(rest)
+                };
+            }
+        }
+        match value {
+            "sequence" => "a list".to_owned(),
+            "map" => "a mapping".to_owned(),
+            "unit value" | "null" => "null".to_owned(),
+            other => unquoted(other),
+        }
+    };
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((value, what)) = rest.split_once(", expected ")
+    {
+        return format!(
+            "Invalid value: {}: must be {}",
+            shown(value),
+            expected(what)
         );
-        assert_eq!(node.taints[0].key, "node.kubernetes.io/unreachable");
-        assert!(node.ready);
     }
+    if let Some(rest) = message.strip_prefix("invalid value: ")
+        && let Some((value, what)) = rest.split_once(", expected ")
+    {
+        return format!(
+            "Invalid value: {}: must be {}",
+            shown(value),
+            expected(what)
+        );
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("Required value: {}", field.trim_matches('`'));
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let field = rest.split(',').next().unwrap_or(rest).trim_matches('`');
+        return format!("unknown field \"{field}\"");
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field ") {
+        return format!(
+            "{} is given twice in the same mapping",
+            rest.trim_matches('`')
+        );
+    }
+    message.to_owned()
 }

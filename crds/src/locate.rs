@@ -12,6 +12,28 @@ pub struct PathIndex {
     positions: HashMap<String, (usize, usize)>,
     /// Where the key of a mapping entry starts, by the entry's path.
     keys: HashMap<String, (usize, usize)>,
+    /// Which paths to record; everything by default.
+    wanted: Wanted,
+    /// Whether the document was there.
+    found: bool,
+}
+
+/// Which paths an index records: a 15 MB spec has millions of paths, a finding needs a few.
+#[derive(Debug, Default)]
+enum Wanted {
+    #[default]
+    All,
+    /// These paths and their ancestors (the fallbacks of [`PathIndex::find`]).
+    Paths(Vec<String>),
+    /// The value starting at (line, column).
+    At((usize, usize)),
+}
+
+/// Whether `path` is `wanted` or one of its ancestors.
+fn covers(wanted: &str, path: &str) -> bool {
+    wanted.strip_prefix(path).is_some_and(|rest| {
+        rest.is_empty() || path.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+    })
 }
 
 enum Frame {
@@ -25,7 +47,42 @@ impl PathIndex {
     /// Indexes document number `document` (0-based, counting non-empty documents) of `text`.
     /// Returns an empty index when the text does not parse; the YAML error is reported elsewhere.
     pub fn build(text: &str, document: usize) -> Self {
-        let mut index = Self::default();
+        Self::build_with(text, document, Wanted::All)
+    }
+
+    /// [`Self::build`], recording only `paths` and their ancestors.
+    pub fn build_for<'a>(
+        text: &str,
+        document: usize,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let paths = paths.into_iter().map(str::to_owned).collect();
+        Self::build_with(text, document, Wanted::Paths(paths))
+    }
+
+    /// [`Self::build`], recording only the value at (line, column), for [`Self::path_at`].
+    pub fn build_at(text: &str, document: usize, line: usize, column: usize) -> Self {
+        Self::build_with(text, document, Wanted::At((line, column)))
+    }
+
+    /// Whether the stream has document number `document`.
+    pub fn has_document(&self) -> bool {
+        self.found
+    }
+
+    fn wants(&self, path: &str, position: (usize, usize)) -> bool {
+        match &self.wanted {
+            Wanted::All => true,
+            Wanted::Paths(paths) => paths.iter().any(|wanted| covers(wanted, path)),
+            Wanted::At(at) => *at == position,
+        }
+    }
+
+    fn build_with(text: &str, document: usize, wanted: Wanted) -> Self {
+        let mut index = Self {
+            wanted,
+            ..Self::default()
+        };
         let mut stack: Vec<Frame> = Vec::new();
         // Empty and null documents are skipped by the loader, so they are not counted here.
         let mut current = 0usize;
@@ -69,7 +126,11 @@ impl PathIndex {
                             } else {
                                 format!("{path}.{value}")
                             };
-                            index.keys.entry(entry).or_insert(position);
+                            if matches!(&index.wanted, Wanted::Paths(paths) if paths.iter().any(|w| *w == entry))
+                                || matches!(index.wanted, Wanted::All)
+                            {
+                                index.keys.entry(entry).or_insert(position);
+                            }
                         }
                         *key = Some(value.into_owned());
                     } else if stack.is_empty() {
@@ -124,7 +185,10 @@ impl PathIndex {
             }
         };
         if record {
-            self.positions.entry(path.clone()).or_insert(position);
+            self.found = true;
+            if self.wants(&path, position) {
+                self.positions.entry(path.clone()).or_insert(position);
+            }
         }
         path
     }
@@ -133,6 +197,16 @@ impl PathIndex {
     /// what is wrong), or None when `path` is not a mapping entry of the document.
     pub fn find_key(&self, path: &str) -> Option<(usize, usize)> {
         self.keys.get(path).copied()
+    }
+
+    /// The field whose value starts at (line, column): for an error the parser reports by
+    /// position only (`.nan`), the path to name. The deepest one, when several start there.
+    pub fn path_at(&self, line: usize, column: usize) -> Option<&str> {
+        self.positions
+            .iter()
+            .filter(|(_, position)| **position == (line, column))
+            .map(|(path, _)| path.as_str())
+            .max_by_key(|path| path.len())
     }
 
     /// Position of `path`, or of its closest indexed ancestor (a missing field points at its parent).
@@ -191,6 +265,28 @@ spec:
             PathIndex::build(TEXT, 1).find_key("spec.other"),
             Some((10, 3))
         );
+    }
+
+    #[test]
+    fn names_the_field_at_a_position() {
+        let index = PathIndex::build(TEXT, 0);
+        assert_eq!(index.path_at(7, 13), Some("spec.pools[1].fabric"));
+        assert_eq!(index.path_at(7, 14), None);
+    }
+
+    #[test]
+    fn an_index_for_some_paths_holds_them_and_their_ancestors_only() {
+        let index = PathIndex::build_for(TEXT, 0, ["spec.pools[1].fabric"]);
+        assert_eq!(index.find("spec.pools[1].fabric"), Some((7, 13)));
+        assert_eq!(
+            index.find("spec.pools[1].name"),
+            Some((6, 5)),
+            "falls back to the item"
+        );
+        assert_eq!(index.positions.len(), 4, "{:?}", index.positions);
+        let at = PathIndex::build_at(TEXT, 0, 7, 13);
+        assert_eq!(at.path_at(7, 13), Some("spec.pools[1].fabric"));
+        assert!(at.has_document() && !PathIndex::build_at(TEXT, 2, 1, 1).has_document());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! runs. This module checks the same keywords, so `kelvin validate` rejects what the API
 //! server would, and additionally suggests the field a misspelt one was meant to be.
 
+use std::{cell::RefCell, collections::HashMap};
+
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -233,10 +235,16 @@ fn check_array(
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && items.len() as u64 > max
     {
-        errors.push(Diagnostic::error(
-            path,
-            format!("Too many: {}: must have at most {max} items", items.len()),
-        ));
+        // The API server stops here too: checking each of a million items would only
+        // repeat this error in a million ways, and cost time and memory.
+        errors.push(
+            Diagnostic::error(
+                path,
+                format!("Too many: {}: must have at most {max} items", items.len()),
+            )
+            .with_fix(format!("list at most {max} items here")),
+        );
+        return;
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && (items.len() as u64) < min
@@ -272,7 +280,8 @@ fn check_list_uniqueness(
         Some("set") => Vec::new(),
         _ => return,
     };
-    let mut seen: Vec<(Value, usize)> = Vec::new();
+    // Identity (as compact JSON) -> index of its first item: one pass, not item x item.
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let identity = if keys.is_empty() {
             item.clone()
@@ -288,14 +297,12 @@ fn check_list_uniqueness(
                     .collect(),
             )
         };
-        if let Some((_, first)) = seen
-            .iter()
-            .find(|(seen_identity, _)| *seen_identity == identity)
-        {
-            errors.push(
+        let text = identity.to_string();
+        match seen.get(&text) {
+            Some(first) => errors.push(
                 Diagnostic::error(
                     format!("{path}[{index}]"),
-                    format!("Duplicate value: {identity}"),
+                    format!("Duplicate value: {text}"),
                 )
                 .with_fix(format!(
                     "{path}[{first}] has the same {}; names must be unique",
@@ -305,9 +312,10 @@ fn check_list_uniqueness(
                         keys.join(", ")
                     }
                 )),
-            );
-        } else {
-            seen.push((identity, index));
+            ),
+            None => {
+                seen.insert(text, index);
+            }
         }
     }
 }
@@ -333,15 +341,29 @@ fn check_string(schema: &Map<String, Value>, text: &str, path: &str, errors: &mu
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         // A pattern that does not compile is our bug, not the user's; the API server would
         // have refused the CRD, and the drift test installs it.
-        if let Ok(regex) = Regex::new(pattern)
-            && !regex.is_match(text)
-        {
+        if let Some(false) = matches_pattern(pattern, text) {
             errors.push(Diagnostic::error(
                 path,
                 format!("Invalid value: {text:?}: should match '{pattern}'"),
             ));
         }
     }
+}
+
+thread_local! {
+    /// Compiled patterns: a list of a thousand names is checked against one pattern.
+    static PATTERNS: RefCell<HashMap<String, Option<Regex>>> = RefCell::new(HashMap::new());
+}
+
+/// Whether `text` matches `pattern`; None when the pattern does not compile.
+fn matches_pattern(pattern: &str, text: &str) -> Option<bool> {
+    PATTERNS.with(|patterns| {
+        let mut patterns = patterns.borrow_mut();
+        let regex = patterns
+            .entry(pattern.to_owned())
+            .or_insert_with(|| Regex::new(pattern).ok());
+        regex.as_ref().map(|regex| regex.is_match(text))
+    })
 }
 
 fn check_number(
@@ -441,9 +463,38 @@ mod tests {
                 "name: Required value",
                 "count: Invalid value: 11: should be less than or equal to 10",
                 "items: Too many: 3: must have at most 2 items",
-                "items[1]: Duplicate value: {\"name\":\"a\"}",
                 "kind: Unsupported value: \"Water\": supported values: \"Liquid\", \"Air\"",
             ]
+        );
+    }
+
+    #[test]
+    fn a_list_over_max_items_is_not_checked_item_by_item() {
+        // 100,000 items, every one invalid and a duplicate: one error, not 200,000.
+        let items = vec![json!({"name": 1}); 100_000];
+        let found = messages(json!({"name": "ab", "items": items}));
+        assert_eq!(
+            found,
+            ["items: Too many: 100000: must have at most 2 items"]
+        );
+    }
+
+    #[test]
+    fn duplicates_name_the_first_item_with_the_same_key() {
+        let schema = json!({"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}}});
+        let mut items: Vec<Value> = (0..50_000)
+            .map(|n| json!({"name": format!("p{n}")}))
+            .collect();
+        items.push(json!({"name": "p7", "n": 1}));
+        let found = validate(&schema, &Value::Array(items));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "[50000]");
+        assert_eq!(found[0].message, "Duplicate value: {\"name\":\"p7\"}");
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("[7] has the same name; names must be unique")
         );
     }
 

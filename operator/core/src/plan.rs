@@ -111,6 +111,29 @@ pub struct Plan {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl Plan {
+    /// The plan of a GpuCluster that was not planned (it failed the schema, or its file could
+    /// not be read): invalid, its errors, nothing else. `kelvin plan -o json` prints one per
+    /// document, so its shape never depends on what was valid.
+    pub fn rejected(cluster: impl Into<String>, errors: Vec<Diagnostic>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            valid: false,
+            power: PowerReport::default(),
+            cooling_zones: Vec::new(),
+            leaving_now: Vec::new(),
+            fabrics: Vec::new(),
+            pools: Vec::new(),
+            objects: Vec::new(),
+            node_changes: Vec::new(),
+            nodes_left_alone: Vec::new(),
+            summary: Summary::default(),
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A plan with what it was made from: the objects and node writes to apply.
 #[derive(Debug)]
 pub struct Planned {

@@ -166,10 +166,10 @@ pub fn status(cluster: &GpuCluster, planned: &Planned, observed: &Observed) -> G
         .filter(|p| p.ready_nodes < p.matched_nodes)
         .map(|p| {
             format!(
-                "pool {}: {} of {} nodes NotReady",
+                "pool {}: {} of {} NotReady",
                 p.name,
                 p.matched_nodes - p.ready_nodes,
-                p.matched_nodes
+                crate::model::nodes(p.matched_nodes)
             )
         })
         .collect();
@@ -470,15 +470,18 @@ fn zone_summary(zone: &CoolingZoneStatus, budget: u64) -> String {
     );
     if let Some(cap) = zone.gpu_power_cap_watts {
         text += &format!(
-            ": GPUs capped at {cap} W ({:.1} kW in service at the cap), {} of {} nodes report it",
-            zone.heat_in_service_kw, zone.cap_applied, zone.nodes
+            ": GPUs capped at {cap} W ({:.1} kW in service at the cap), {} of {} report it",
+            zone.heat_in_service_kw,
+            zone.cap_applied,
+            crate::model::nodes(zone.nodes)
         );
     }
     if zone.nodes_must_leave > 0 {
         let left = zone.nodes_must_leave.saturating_sub(zone.out_of_service);
         text += &format!(
-            "; {} nodes must leave service, {} out",
-            zone.nodes_must_leave, zone.out_of_service
+            "; {} must leave service, {} out",
+            crate::model::nodes(zone.nodes_must_leave),
+            zone.out_of_service
         );
         if left > 0 {
             let batches = left.div_ceil(budget);

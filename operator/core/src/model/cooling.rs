@@ -204,8 +204,8 @@ pub fn plan(
                     Diagnostic::error(
                         format!("{path}.capacityKW"),
                         format!(
-                            "zone {}: heat load {:.1} kW of {} nodes exceeds the zone's {:.1} kW by {:.1} kW",
-                            zone.name, plan.heat_load_kw, plan.nodes, plan.capacity_kw, -plan.headroom_kw
+                            "zone {}: heat load {:.1} kW of {} exceeds the zone's {:.1} kW by {:.1} kW",
+                            zone.name, plan.heat_load_kw, super::nodes(plan.nodes), plan.capacity_kw, -plan.headroom_kw
                         ),
                     )
                     .with_fix("raise capacityKW, move nodes to another zone, or plan fewer nodes for this zone"),
@@ -221,8 +221,12 @@ pub fn plan(
 fn zone_warning(path: &str, plan: &ZonePlan) -> Diagnostic {
     let mut message = match plan.state {
         ZoneState::Maintenance => format!(
-            "zone {} is in Maintenance: all {} nodes leave service",
-            plan.name, plan.nodes
+            "zone {} is in Maintenance: {} leave service",
+            plan.name,
+            match plan.nodes {
+                1 => "its 1 node".to_owned(),
+                n => format!("all {n} nodes"),
+            }
         ),
         _ => format!(
             "zone {} is Degraded to {:.1} kW for a heat load of {:.1} kW",
@@ -234,8 +238,8 @@ fn zone_warning(path: &str, plan: &ZonePlan) -> Diagnostic {
     }
     if plan.nodes_must_leave > 0 && plan.state != ZoneState::Maintenance {
         message.push_str(&format!(
-            "; {} nodes must leave service",
-            plan.nodes_must_leave
+            "; {} must leave service",
+            super::nodes(plan.nodes_must_leave)
         ));
     }
     if plan.nodes_must_leave > 0 {

@@ -11,6 +11,15 @@ pub mod selector;
 pub mod tenants;
 pub mod topology;
 
+/// `1 node`, `8,750 nodes`: counts of nodes in messages, singular for one.
+pub fn nodes(count: u64) -> String {
+    if count == 1 {
+        "1 node".to_owned()
+    } else {
+        format!("{count} nodes")
+    }
+}
+
 /// `spec.gpuPools[i]` as a path.
 pub fn pool_path(index: usize) -> String {
     format!("spec.gpuPools[{index}]")

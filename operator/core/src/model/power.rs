@@ -65,7 +65,7 @@ pub struct PoolPower {
 }
 
 /// The site's power at design capacity against its budget.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PowerReport {
     /// IT power, in megawatts.

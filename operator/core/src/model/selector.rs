@@ -34,12 +34,53 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
             })
 }
 
-/// Problems with a selector at `path`: unknown operators, values where none belong.
+const KEY_FIX: &str =
+    "use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain";
+const VALUE_FIX: &str = "use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric (the node's label as `kubectl get nodes --show-labels` shows it)";
+
+/// A label key no node can carry: the API server refuses it, so a selector requiring it
+/// matches nothing, ever.
+fn check_key(key: &str, at: &str, found: &mut Vec<Diagnostic>) {
+    if !kelvin_crds::names::is_label_key(key) {
+        found.push(
+            Diagnostic::error(
+                at,
+                format!("{key:?} is not a valid label key: no node can carry it, so this selector matches nothing"),
+            )
+            .with_fix(KEY_FIX),
+        );
+    }
+}
+
+/// A label value no node can carry (see [`check_key`]).
+fn check_value(value: &str, at: &str, found: &mut Vec<Diagnostic>) {
+    if !kelvin_crds::names::is_label_value(value) {
+        found.push(
+            Diagnostic::error(
+                at,
+                format!("{value:?} is not a valid label value: no node can carry it, so this selector matches nothing"),
+            )
+            .with_fix(VALUE_FIX),
+        );
+    }
+}
+
+/// Problems with a selector at `path`: keys and values no label can have, unknown operators,
+/// values where none belong.
 pub fn check(selector: &LabelSelector, path: &str) -> Vec<Diagnostic> {
     let mut found = Vec::new();
+    for (key, value) in selector.match_labels.iter().flatten() {
+        let at = format!("{path}.matchLabels.{key}");
+        check_key(key, &at, &mut found);
+        check_value(value, &at, &mut found);
+    }
     for (index, requirement) in selector.match_expressions.iter().flatten().enumerate() {
         let at = format!("{path}.matchExpressions[{index}]");
         let values = requirement.values.as_deref().unwrap_or_default();
+        check_key(&requirement.key, &format!("{at}.key"), &mut found);
+        for (value_index, value) in values.iter().enumerate() {
+            check_value(value, &format!("{at}.values[{value_index}]"), &mut found);
+        }
         match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => found.push(
                 Diagnostic::error(
@@ -156,10 +197,13 @@ pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                     .with_fix("remove it from the pool's labels"),
                 );
             } else if !kelvin_crds::names::is_label_key(key) {
-                out.push(Diagnostic::error(&at, "not a valid label key").with_fix("use [prefix/]name: name up to 63 alphanumerics, '-', '_' or '.', prefix a DNS subdomain"));
+                out.push(Diagnostic::error(&at, "not a valid label key").with_fix(KEY_FIX));
             }
             if !kelvin_crds::names::is_label_value(value) {
-                out.push(Diagnostic::error(&at, format!("{value:?} is not a valid label value")).with_fix("use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"));
+                out.push(
+                    Diagnostic::error(&at, format!("{value:?} is not a valid label value"))
+                        .with_fix("use up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"),
+                );
             }
         }
     }
@@ -203,6 +247,30 @@ mod tests {
             &labels(&[("sku", "h100"), ("hall", "c")])
         ));
         assert!(!matches(&selector, &labels(&[("hall", "a")])));
+    }
+
+    #[test]
+    fn keys_and_values_no_label_can_have_are_errors() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("kelvin.dev/sku", "dgx h100")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "bad key".into(),
+                operator: "In".into(),
+                values: Some(vec!["a".into(), "-b".into()]),
+            }]),
+        };
+        let found: Vec<String> = check(&selector, "sel")
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "sel.matchLabels.kelvin.dev/sku: \"dgx h100\" is not a valid label value: no node can carry it, so this selector matches nothing",
+                "sel.matchExpressions[0].key: \"bad key\" is not a valid label key: no node can carry it, so this selector matches nothing",
+                "sel.matchExpressions[0].values[1]: \"-b\" is not a valid label value: no node can carry it, so this selector matches nothing",
+            ]
+        );
     }
 
     #[test]

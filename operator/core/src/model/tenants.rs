@@ -42,8 +42,8 @@ pub fn check(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
                     Diagnostic::error(
                         format!("{path}.gpuQuota.{pool_name}"),
                         format!(
-                            "tenant {}: quota of {quota} GPUs exceeds the {held} GPUs pool {pool_name} holds ({} nodes x {})",
-                            tenant.name, pool.expected_nodes, pool.accelerator.per_node
+                            "tenant {}: quota of {quota} GPUs exceeds the {held} GPUs pool {pool_name} holds ({} x {})",
+                            tenant.name, super::nodes(u64::from(pool.expected_nodes)), pool.accelerator.per_node
                         ),
                     )
                     .with_fix(format!("lower the quota to at most {held}, or grow the pool")),
