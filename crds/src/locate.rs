@@ -126,7 +126,7 @@ impl PathIndex {
                             } else {
                                 format!("{path}.{value}")
                             };
-                            if matches!(&index.wanted, Wanted::Paths(paths) if paths.iter().any(|w| *w == entry))
+                            if matches!(&index.wanted, Wanted::Paths(paths) if paths.contains(&entry))
                                 || matches!(index.wanted, Wanted::All)
                             {
                                 index.keys.entry(entry).or_insert(position);

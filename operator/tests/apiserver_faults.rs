@@ -26,49 +26,18 @@ use anyhow::{Context, Result, bail, ensure};
 use common::{
     Baseline, Operator, Sampler,
     audit::{Call, calls_of, service_account_user},
-    baselines, budgets, check_exact, edit, grant_access_rules, kubectl_apply, list_nodes,
-    load_spec, plan_live, taints_of, wait_converged, wait_nodes_settled, write_spec,
+    baselines, budgets, check_exact, grant_access_rules, kubectl_apply, list_nodes, load_spec,
+    plan_live, rollout_progress, rollout_spec, wait_converged, wait_mid_rollout,
+    wait_nodes_settled, write_spec,
 };
 use k8s_openapi::jiff::Timestamp;
-use kelvin_core::constants::TRANSITION_ANNOTATION;
 use kelvin_e2e::{
     GpuNodes, cluster,
     crd::{gpucluster_crd, install_crd},
 };
-use kube::Client;
 
 const NODES: usize = 120;
 
-const SPEC: &str = r#"apiVersion: kelvin.dev/v1alpha1
-kind: GpuCluster
-metadata:
-  name: outage
-spec:
-  site: {powerBudgetMW: 5, pue: 1.2}
-  coolingZones:
-  - name: hall-a
-    cooling: Liquid
-    capacityKW: 2000
-    nodeSelector: {matchLabels: {kelvin.dev/hall: a}}
-  fabrics:
-  - name: ib
-    type: InfiniBand
-    linkGbps: 400
-    railsPerNode: 8
-    switchRadix: 64
-    nodesPerLeaf: 32
-    nvlinkDomainSize: 8
-  gpuPools:
-  - name: h100
-    nodeSelector: {matchLabels: {kelvin.dev/sku: hgx-h100}}
-    expectedNodes: 120
-    accelerator: {vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}
-    hostPowerWatts: 4600
-    fabric: ib
-    labels: {example.com/purpose: training}
-    taints: [{key: kelvin.dev/dedicated, value: training, effect: NoSchedule}]
-    maxUnavailable: 10%
-"#;
 
 const ARGS: [&str; 6] = [
     "--leader-elect-lease-duration",
@@ -78,32 +47,6 @@ const ARGS: [&str; 6] = [
     "--leader-elect-retry-period",
     "1s",
 ];
-
-/// What the rollout has done, as the nodes say: (tainted, names of nodes in transition).
-async fn progress(client: &Client) -> Result<(usize, Vec<String>)> {
-    let nodes = list_nodes(client).await?;
-    let taint = (
-        "kelvin.dev/dedicated".to_owned(),
-        Some("training".to_owned()),
-        "NoSchedule".to_owned(),
-    );
-    let tainted = nodes
-        .iter()
-        .filter(|n| taints_of(n).contains(&taint))
-        .count();
-    let mut in_flight: Vec<String> = nodes
-        .iter()
-        .filter(|n| {
-            n.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(TRANSITION_ANNOTATION))
-        })
-        .map(common::name_of)
-        .collect();
-    in_flight.sort();
-    Ok((tainted, in_flight))
-}
 
 /// The operator's calls the API server received at or after `since`.
 fn calls_since(c: &kelvin_e2e::Cluster, user: &str, since: Timestamp) -> Result<Vec<Call>> {
@@ -148,11 +91,15 @@ async fn the_operator_rides_out_an_api_server_restart_and_relists_once_after_com
     let before: BTreeMap<String, Baseline> =
         baselines(&wait_nodes_settled(&client, Duration::from_secs(60)).await?);
 
-    let v1 = write_spec(c, "outage-1.yaml", SPEC)?;
+    let v1 = write_spec(
+        c,
+        "outage-1.yaml",
+        &rollout_spec("outage", "{example.com/purpose: training}"),
+    )?;
     let v2 = write_spec(
         c,
         "outage-2.yaml",
-        &edit(SPEC, "purpose: training}", "purpose: inference}", 1)?,
+        &rollout_spec("outage", "{example.com/purpose: inference}"),
     )?;
     let slim: Vec<_> = list_nodes(&client)
         .await?
@@ -172,34 +119,21 @@ async fn the_operator_rides_out_an_api_server_restart_and_relists_once_after_com
 
     // ---- 1. the API server killed mid-rollout, started again on the same etcd -----------
     kubectl_apply(c, &v1)?;
-    let started = Instant::now();
-    loop {
-        let (tainted, in_flight) = progress(&client).await?;
-        if !in_flight.is_empty() && (24..NODES - 24).contains(&tainted) {
-            break;
-        }
-        if tainted >= NODES - 24 || started.elapsed() > Duration::from_secs(90) {
-            bail!(
-                "the rollout got to {tainted} of {NODES} nodes without a moment to stop the API server\n{}",
-                operator.log_tail(20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_mid_rollout(&client, NODES, &operator).await?;
     c.apiserver("stop")?;
     let stopped = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.apiserver("start")?;
     let answering = Instant::now();
     let outage = answering - stopped;
-    let (tainted, in_flight) = progress(&client).await?;
+    let (tainted, in_flight) = rollout_progress(&client).await?;
     eprintln!(
         "apiserver_faults: API server down for {outage:?} with {tainted} of {NODES} nodes done, {} in transition",
         in_flight.len()
     );
     // The rollout goes on: the next node write the operator makes, seen from outside.
     let resumed = loop {
-        let now = progress(&client).await?;
+        let now = rollout_progress(&client).await?;
         if now != (tainted, in_flight.clone()) {
             break answering.elapsed();
         }

@@ -18,77 +18,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use common::{
     Baseline, LEASE, Operator, Sampler,
     audit::{calls_of, service_account_user},
     baselines, budgets, check_exact, grant_access_rules, kubectl_apply, list_nodes, load_spec,
-    plan_live, taints_of, wait_converged, wait_nodes_settled, write_spec,
+    plan_live, rollout_progress, rollout_spec, wait_converged, wait_mid_rollout,
+    wait_nodes_settled, write_spec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use kelvin_core::constants::TRANSITION_ANNOTATION;
 use kelvin_e2e::{
     GpuNodes, cluster,
     crd::{gpucluster_crd, install_crd},
     wait_for,
 };
-use kube::{Api, Client};
+use kube::Api;
 
 const NODES: usize = 120;
 
-const SPEC: &str = r#"apiVersion: kelvin.dev/v1alpha1
-kind: GpuCluster
-metadata:
-  name: failover
-spec:
-  site: {powerBudgetMW: 5, pue: 1.2}
-  coolingZones:
-  - name: hall-a
-    cooling: Liquid
-    capacityKW: 2000
-    nodeSelector: {matchLabels: {kelvin.dev/hall: a}}
-  fabrics:
-  - name: ib
-    type: InfiniBand
-    linkGbps: 400
-    railsPerNode: 8
-    switchRadix: 64
-    nodesPerLeaf: 32
-    nvlinkDomainSize: 8
-  gpuPools:
-  - name: h100
-    nodeSelector: {matchLabels: {kelvin.dev/sku: hgx-h100}}
-    expectedNodes: 120
-    accelerator: {vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}
-    hostPowerWatts: 4600
-    fabric: ib
-    taints: [{key: kelvin.dev/dedicated, value: training, effect: NoSchedule}]
-    maxUnavailable: 10%
-"#;
-
-/// (nodes carrying the pool taint, nodes carrying a transition).
-async fn progress(client: &Client) -> Result<(usize, usize)> {
-    let nodes = list_nodes(client).await?;
-    let taint = (
-        "kelvin.dev/dedicated".to_owned(),
-        Some("training".to_owned()),
-        "NoSchedule".to_owned(),
-    );
-    let tainted = nodes
-        .iter()
-        .filter(|n| taints_of(n).contains(&taint))
-        .count();
-    let in_flight = nodes
-        .iter()
-        .filter(|n| {
-            n.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(TRANSITION_ANNOTATION))
-        })
-        .count();
-    Ok((tainted, in_flight))
-}
 
 fn holder(lease: &Lease) -> Option<String> {
     lease
@@ -123,7 +70,7 @@ async fn only_the_leader_writes_and_a_standby_finishes_a_rollout_its_leader_died
         .with_context(|| c.describe())?;
     let before: BTreeMap<String, Baseline> =
         baselines(&wait_nodes_settled(&client, Duration::from_secs(60)).await?);
-    let spec = write_spec(c, "failover.yaml", SPEC)?;
+    let spec = write_spec(c, "failover.yaml", &rollout_spec("failover", "{}"))?;
     let slim: Vec<_> = list_nodes(&client)
         .await?
         .into_iter()
@@ -164,20 +111,7 @@ async fn only_the_leader_writes_and_a_standby_finishes_a_rollout_its_leader_died
 
     let sampler = Sampler::start(&client, Duration::from_millis(200), budget);
     kubectl_apply(c, &spec)?;
-    let started = Instant::now();
-    loop {
-        let (tainted, in_flight) = progress(&client).await?;
-        if in_flight > 0 && (24..NODES - 24).contains(&tainted) {
-            break;
-        }
-        if tainted >= NODES - 24 || started.elapsed() > Duration::from_secs(90) {
-            bail!(
-                "the rollout got to {tainted} of {NODES} nodes without a moment to kill the leader\n{}",
-                replicas[leader].log_tail(20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_mid_rollout(&client, NODES, &replicas[leader]).await?;
 
     // While both ran, only the leader wrote (the audit log, not the replicas' own word).
     let standby_writes = writes_of(c, &users[standby])?;
@@ -192,9 +126,10 @@ async fn only_the_leader_writes_and_a_standby_finishes_a_rollout_its_leader_died
     );
     replicas[leader].kill_9()?;
     let killed = Instant::now();
-    let (tainted, in_flight) = progress(&client).await?;
+    let (tainted, in_flight) = rollout_progress(&client).await?;
     eprintln!(
-        "failover: SIGKILLed the leader with {tainted} of {NODES} nodes done and {in_flight} in transition"
+        "failover: SIGKILLed the leader with {tainted} of {NODES} nodes done and {} in transition",
+        in_flight.len()
     );
 
     let second = wait_for(
@@ -231,8 +166,8 @@ async fn only_the_leader_writes_and_a_standby_finishes_a_rollout_its_leader_died
     let (_, live) = plan_live(&client, "failover").await?;
     ensure!(live.rollout.writes.is_empty(), "{:?}", live.rollout.writes);
     check_exact(&list_nodes(&client).await?, &before, &live)?;
-    let (tainted, in_flight) = progress(&client).await?;
-    assert_eq!((tainted, in_flight), (NODES, 0));
+    let (tainted, in_flight) = rollout_progress(&client).await?;
+    assert_eq!((tainted, in_flight.len()), (NODES, 0));
 
     let seen = sampler.stop().await;
     eprintln!(

@@ -1033,3 +1033,87 @@ pub async fn grant_access_rules(client: &Client, namespace: &str, account: &str)
         .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// A disruptive rollout to interrupt (the fault tests)
+
+/// A GpuCluster `name` of one 120-node pool at 10% (12) whose NoSchedule taint
+/// `kelvin.dev/dedicated=training` makes the first convergence a rollout of ten batches, plus
+/// `pool_labels` (a flow mapping, `{}` for none).
+pub fn rollout_spec(name: &str, pool_labels: &str) -> String {
+    format!(
+        r#"apiVersion: kelvin.dev/v1alpha1
+kind: GpuCluster
+metadata:
+  name: {name}
+spec:
+  site: {{powerBudgetMW: 5, pue: 1.2}}
+  coolingZones:
+  - name: hall-a
+    cooling: Liquid
+    capacityKW: 2000
+    nodeSelector: {{matchLabels: {{kelvin.dev/hall: a}}}}
+  fabrics:
+  - name: ib
+    type: InfiniBand
+    linkGbps: 400
+    railsPerNode: 8
+    switchRadix: 64
+    nodesPerLeaf: 32
+    nvlinkDomainSize: 8
+  gpuPools:
+  - name: h100
+    nodeSelector: {{matchLabels: {{kelvin.dev/sku: hgx-h100}}}}
+    expectedNodes: 120
+    accelerator: {{vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}}
+    hostPowerWatts: 4600
+    fabric: ib
+    labels: {pool_labels}
+    taints: [{{key: kelvin.dev/dedicated, value: training, effect: NoSchedule}}]
+    maxUnavailable: 10%
+"#
+    )
+}
+
+/// The rollout of [`rollout_spec`] as the nodes say: (nodes carrying the pool taint, names of
+/// nodes carrying a transition, sorted).
+pub async fn rollout_progress(client: &Client) -> Result<(usize, Vec<String>)> {
+    let nodes = list_nodes(client).await?;
+    let taint = (
+        "kelvin.dev/dedicated".to_owned(),
+        Some("training".to_owned()),
+        "NoSchedule".to_owned(),
+    );
+    let tainted = nodes.iter().filter(|n| taints_of(n).contains(&taint)).count();
+    let mut in_flight: Vec<String> = nodes
+        .iter()
+        .filter(|n| {
+            n.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(TRANSITION_ANNOTATION))
+        })
+        .map(name_of)
+        .collect();
+    in_flight.sort();
+    Ok((tainted, in_flight))
+}
+
+/// Waits until the rollout of [`rollout_spec`] on `nodes` nodes is under way: at least two
+/// batches done, not near its end, a transition in flight (the moment to break something).
+pub async fn wait_mid_rollout(client: &Client, nodes: usize, operator: &Operator) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let (tainted, in_flight) = rollout_progress(client).await?;
+        if !in_flight.is_empty() && (24..nodes - 24).contains(&tainted) {
+            return Ok(());
+        }
+        if tainted >= nodes - 24 || started.elapsed() > Duration::from_secs(90) {
+            bail!(
+                "the rollout got to {tainted} of {nodes} nodes without a moment to break it in\n{}",
+                operator.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
