@@ -65,7 +65,7 @@ impl Claims {
                     format!(
                         "GpuCluster {name} wants {} that GpuCluster {owner} ({}) wants too: {}",
                         crate::output::count(keys.len() as u64, "object"),
-                        place(&self.clusters[&owner]),
+                        self.clusters.get(&owner).map(place).unwrap_or_default(),
                         shown.join(", ")
                     ),
                 )

@@ -328,7 +328,8 @@ fn read_document<R: BufRead>(
     let mut kind: Option<String> = None;
     let mut api_version: Option<String> = None;
     let mut single = objects::Item::default();
-    let mut seen: Vec<String> = Vec::new();
+    // A set: an object of a million keys must not cost a million squared.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut list = false;
     scanner.expect(b'{', "a JSON object ('{')")?;
     if scanner.skip_whitespace()? == Some(b'}') {
@@ -338,13 +339,12 @@ fn read_document<R: BufRead>(
             scanner.skip_whitespace()?;
             let at = scanner.position();
             let key: String = scanner.value()?;
-            if seen.contains(&key) {
+            if !seen.insert(key.clone()) {
                 return Err(ScanError::Syntax(
                     format!("{key} is given twice in the same object"),
                     at,
                 ));
             }
-            seen.push(key.clone());
             scanner.expect(b':', "':'")?;
             scanner.skip_whitespace()?;
             match key.as_str() {
