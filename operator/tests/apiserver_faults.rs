@@ -38,7 +38,6 @@ use kelvin_e2e::{
 
 const NODES: usize = 120;
 
-
 const ARGS: [&str; 6] = [
     "--leader-elect-lease-duration",
     "30s",

@@ -36,7 +36,6 @@ use kube::Api;
 
 const NODES: usize = 120;
 
-
 fn holder(lease: &Lease) -> Option<String> {
     lease
         .spec

@@ -1084,7 +1084,10 @@ pub async fn rollout_progress(client: &Client) -> Result<(usize, Vec<String>)> {
         Some("training".to_owned()),
         "NoSchedule".to_owned(),
     );
-    let tainted = nodes.iter().filter(|n| taints_of(n).contains(&taint)).count();
+    let tainted = nodes
+        .iter()
+        .filter(|n| taints_of(n).contains(&taint))
+        .count();
     let mut in_flight: Vec<String> = nodes
         .iter()
         .filter(|n| {
