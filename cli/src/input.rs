@@ -221,8 +221,11 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
+/// An inventory read: its display name, and its nodes or the findings that refused them.
+type ReadInventory = (String, Result<Vec<NodeInfo>, Vec<Diagnostic>>);
+
 /// Reads the inventory at `path`: JSON streamed, YAML whole.
-fn read_inventory(path: &Path) -> Result<(String, Result<Vec<NodeInfo>, Vec<Diagnostic>>)> {
+fn read_inventory(path: &Path) -> Result<ReadInventory> {
     use std::io::BufRead;
     let (name, reader, size) = open(path)?;
     if size.is_some_and(|size| size > MAX_JSON_INVENTORY_BYTES) {

@@ -582,57 +582,6 @@ fn integral_floats_as_integers(value: &mut Value) {
 /// Reads a node inventory (moved to [`crate::inventory`], kept here for callers).
 pub use crate::inventory::load_inventory;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn large_files_without_aliases_are_read() {
-        // More YAML nodes than serde-saphyr's default budget (250,000), as a large inventory has.
-        let text = format!("items: [{}]\n", vec!["1"; 260_000].join(","));
-        let documents = parse_documents("big.yaml", text.as_bytes()).unwrap();
-        assert_eq!(
-            documents[0].value["items"].as_array().map(Vec::len),
-            Some(260_000)
-        );
-    }
-
-    #[test]
-    fn alias_bombs_are_refused() {
-        let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-        for (anchor, alias) in ["b", "c", "d", "e", "f", "g", "h", "i"]
-            .iter()
-            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
-        {
-            text.push_str(&format!(
-                "{anchor}: &{anchor} [{}]\n",
-                vec![format!("*{alias}"); 9].join(", ")
-            ));
-        }
-        let error = parse_documents("bomb.yaml", text.as_bytes()).unwrap_err();
-        assert!(
-            error
-                .message
-                .starts_with("YAML aliases expand to more than"),
-            "{error}"
-        );
-        assert!(
-            error
-                .fix
-                .as_deref()
-                .is_some_and(|fix| fix.contains("alias bomb")),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn a_few_aliases_are_fine() {
-        let text = "sel: &sel {matchLabels: {sku: a}}\none: *sel\ntwo: *sel\n";
-        let documents = parse_documents("aliases.yaml", text.as_bytes()).unwrap();
-        assert_eq!(documents[0].value["two"]["matchLabels"]["sku"], "a");
-    }
-}
-
 /// A serde error message in the words the API server uses: `invalid type: integer `5`,
 /// expected a string at line 3 column 9` becomes `Invalid value: 5: must be of type string`.
 /// Rust's type names (`u32`, `struct NodeInfo`) become what a YAML author writes.
@@ -721,4 +670,55 @@ pub(crate) fn serde_message(message: &str) -> String {
         );
     }
     message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_without_aliases_are_read() {
+        // More YAML nodes than serde-saphyr's default budget (250,000), as a large inventory has.
+        let text = format!("items: [{}]\n", vec!["1"; 260_000].join(","));
+        let documents = parse_documents("big.yaml", text.as_bytes()).unwrap();
+        assert_eq!(
+            documents[0].value["items"].as_array().map(Vec::len),
+            Some(260_000)
+        );
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (anchor, alias) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            text.push_str(&format!(
+                "{anchor}: &{anchor} [{}]\n",
+                vec![format!("*{alias}"); 9].join(", ")
+            ));
+        }
+        let error = parse_documents("bomb.yaml", text.as_bytes()).unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("YAML aliases expand to more than"),
+            "{error}"
+        );
+        assert!(
+            error
+                .fix
+                .as_deref()
+                .is_some_and(|fix| fix.contains("alias bomb")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_few_aliases_are_fine() {
+        let text = "sel: &sel {matchLabels: {sku: a}}\none: *sel\ntwo: *sel\n";
+        let documents = parse_documents("aliases.yaml", text.as_bytes()).unwrap();
+        assert_eq!(documents[0].value["two"]["matchLabels"]["sku"], "a");
+    }
 }
