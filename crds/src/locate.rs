@@ -283,7 +283,8 @@ spec:
             Some((6, 5)),
             "falls back to the item"
         );
-        assert_eq!(index.positions.len(), 4, "{:?}", index.positions);
+        // The path, its three ancestors and the document's root ("").
+        assert_eq!(index.positions.len(), 5, "{:?}", index.positions);
         let at = PathIndex::build_at(TEXT, 0, 7, 13);
         assert_eq!(at.path_at(7, 13), Some("spec.pools[1].fabric"));
         assert!(at.has_document() && !PathIndex::build_at(TEXT, 2, 1, 1).has_document());

@@ -201,8 +201,13 @@ operator_seconds="$(converge "$spec" "$nodes")"
 writes1="$(metric_sum kelvin_api_writes_total)" node_writes1="$(metric_sum 'kelvin_api_writes_total{verb="apply",kind="Node"}')"
 cpu1="$(cpu_seconds)" peak="$(peak_kib)"
 log "   converged in ${operator_seconds} s; steady state for ${steady} s"
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep '^kelvin_api_writes_total' >"$dir/writes-before" || true
 sleep "$steady"
 writes2="$(metric_sum kelvin_api_writes_total)" cpu2="$(cpu_seconds)"
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep '^kelvin_api_writes_total' >"$dir/writes-after" || true
+# Which writes the steady state made, by verb and kind (Lease renewals included here).
+awk 'NR == FNR {before[$1] = $2; next} $2 != before[$1] {printf "converge:   steady-state writes: %s +%d\n", $1, $2 - before[$1]}' \
+  "$dir/writes-before" "$dir/writes-after" >&2
 stop_operator
 
 awk -v n="$nodes" -v small="$small" -v ks="$kubectl_seconds" -v ceil="$ceiling" -v ceilm="$ceiling_merge_rate" \
