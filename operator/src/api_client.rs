@@ -70,12 +70,16 @@ impl RateLimiter {
     }
 }
 
-/// The wait before attempt `attempt` (1, 2, ...) of a throttled request: 0.5 s, 1 s, 2 s ...
-/// up to 16 s, each between half and all of that at random, so writers throttled together do
-/// not come back together.
-fn throttled_wait(attempt: u32) -> Duration {
-    let full = Duration::from_millis(250 << attempt.min(6));
+/// Between half and all of `full`, at random: retries of requests that failed together
+/// (throttled together, or cut off by one API server restart) do not come back in step.
+pub fn jittered(full: Duration) -> Duration {
     full.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// The wait before attempt `attempt` (1, 2, ...) of a throttled request: 0.5 s, 1 s, 2 s ...
+/// up to 16 s, [`jittered`].
+fn throttled_wait(attempt: u32) -> Duration {
+    jittered(Duration::from_millis(250 << attempt.min(6)))
 }
 
 /// How long the whole client pauses after a 429: the API server is shedding load now, so the
@@ -153,9 +157,7 @@ impl ApiClient {
                     }
                     let wait = throttled_wait(attempt);
                     tracing::debug!(?wait, "API server throttled a request (429); backing off");
-                    self.limiter
-                        .pause(THROTTLED_PAUSE.mul_f64(0.5 + fastrand::f64() / 2.0))
-                        .await;
+                    self.limiter.pause(jittered(THROTTLED_PAUSE)).await;
                     tokio::time::sleep(wait).await;
                 }
                 result => return result,

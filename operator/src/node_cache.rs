@@ -51,8 +51,8 @@ pub struct NodeCache {
     /// Fired whenever an expected write shows up.
     seen: Notify,
     /// The labels kept of each node: those some GpuCluster's plan reads (a production node
-    /// carries ~100 labels, a plan reads a handful). Only grows by [`NodeCache::require`],
-    /// which lists the nodes again for the new keys.
+    /// carries ~100 labels, a plan reads a handful). Set by [`NodeCache::require`], which
+    /// lists the nodes again when it grows.
     interest: RwLock<LabelInterest>,
     /// Fired by [`NodeCache::require`]: the watch task starts a new list.
     relist: Notify,
@@ -244,7 +244,8 @@ impl NodeCache {
 
     /// Folds one watch event in; returns whether what Kelvin decides on changed.
     fn apply(&self, event: Event<Node>, relist: &mut Option<BTreeMap<String, Cached>>) -> bool {
-        let interest = self.interest();
+        // Read-locked, not cloned: this runs for every node event (heartbeats included).
+        let interest = self.interest.read().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let State { nodes, expected } = &mut *state;
         let changed = match event {
@@ -396,7 +397,7 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let wait = self.next.mul_f64(0.5 + fastrand::f64() / 2.0);
+        let wait = crate::api_client::jittered(self.next);
         self.next = (self.next * 2).min(WATCH_RETRY_MAX);
         Some(wait)
     }
