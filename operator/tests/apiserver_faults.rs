@@ -26,15 +26,11 @@ use anyhow::{Context, Result, bail, ensure};
 use common::{
     Baseline, Operator, Sampler,
     audit::{Call, calls_of, service_account_user},
-    baselines, budgets, check_exact, grant_access_rules, kubectl_apply, list_nodes, load_spec,
-    plan_live, rollout_progress, rollout_spec, wait_converged, wait_mid_rollout,
-    wait_nodes_settled, write_spec,
+    check_exact, grant_access_rules, kubectl_apply, list_nodes, live_budgets, plan_live,
+    rollout_progress, rollout_spec, settled_nodes, wait_converged, wait_mid_rollout, write_spec,
 };
 use k8s_openapi::jiff::Timestamp;
-use kelvin_e2e::{
-    GpuNodes, cluster,
-    crd::{gpucluster_crd, install_crd},
-};
+use kelvin_e2e::cluster;
 
 const NODES: usize = 120;
 
@@ -80,15 +76,7 @@ async fn the_operator_rides_out_an_api_server_restart_and_relists_once_after_com
         bail!("this test stops the API server: it needs the harness's own control plane");
     }
     let client = c.client().await?;
-    let (crd, _) = gpucluster_crd()?;
-    install_crd(&client, &crd).await?;
-    let set = GpuNodes::new("af", NODES);
-    set.create(&client).await?;
-    set.wait_ready(&client, Duration::from_secs(60))
-        .await
-        .with_context(|| c.describe())?;
-    let before: BTreeMap<String, Baseline> =
-        baselines(&wait_nodes_settled(&client, Duration::from_secs(60)).await?);
+    let before: BTreeMap<String, Baseline> = settled_nodes(c, &client, "af", NODES).await?;
 
     let v1 = write_spec(
         c,
@@ -100,12 +88,7 @@ async fn the_operator_rides_out_an_api_server_restart_and_relists_once_after_com
         "outage-2.yaml",
         &rollout_spec("outage", "{example.com/purpose: inference}"),
     )?;
-    let slim: Vec<_> = list_nodes(&client)
-        .await?
-        .into_iter()
-        .map(kelvin_operator::observe::slim)
-        .collect();
-    let budget = budgets(&load_spec(&v1)?, &slim)?;
+    let budget = live_budgets(&client, &v1).await?;
     assert_eq!(budget, BTreeMap::from([("h100".into(), 12)]));
     let sampler = Sampler::start(&client, Duration::from_millis(200), budget);
 

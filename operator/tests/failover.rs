@@ -22,16 +22,11 @@ use anyhow::{Context, Result, ensure};
 use common::{
     Baseline, LEASE, Operator, Sampler,
     audit::{calls_of, service_account_user},
-    baselines, budgets, check_exact, grant_access_rules, kubectl_apply, list_nodes, load_spec,
-    plan_live, rollout_progress, rollout_spec, wait_converged, wait_mid_rollout,
-    wait_nodes_settled, write_spec,
+    check_exact, grant_access_rules, kubectl_apply, list_nodes, live_budgets, plan_live,
+    rollout_progress, rollout_spec, settled_nodes, wait_converged, wait_mid_rollout, write_spec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use kelvin_e2e::{
-    GpuNodes, cluster,
-    crd::{gpucluster_crd, install_crd},
-    wait_for,
-};
+use kelvin_e2e::{cluster, wait_for};
 use kube::Api;
 
 const NODES: usize = 120;
@@ -60,22 +55,9 @@ async fn only_the_leader_writes_and_a_standby_finishes_a_rollout_its_leader_died
 {
     let c = cluster()?;
     let client = c.client().await?;
-    let (crd, _) = gpucluster_crd()?;
-    install_crd(&client, &crd).await?;
-    let set = GpuNodes::new("fo", NODES);
-    set.create(&client).await?;
-    set.wait_ready(&client, Duration::from_secs(60))
-        .await
-        .with_context(|| c.describe())?;
-    let before: BTreeMap<String, Baseline> =
-        baselines(&wait_nodes_settled(&client, Duration::from_secs(60)).await?);
+    let before: BTreeMap<String, Baseline> = settled_nodes(c, &client, "fo", NODES).await?;
     let spec = write_spec(c, "failover.yaml", &rollout_spec("failover", "{}"))?;
-    let slim: Vec<_> = list_nodes(&client)
-        .await?
-        .into_iter()
-        .map(kelvin_operator::observe::slim)
-        .collect();
-    let budget = budgets(&load_spec(&spec)?, &slim)?;
+    let budget = live_budgets(&client, &spec).await?;
     assert_eq!(budget, BTreeMap::from([("h100".into(), 12)]));
 
     let mut replicas = Vec::new();

@@ -19,14 +19,11 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
 use common::{
-    Baseline, Operator, Sampler, baselines, budgets, check_exact, edit, kubectl_apply, list_nodes,
-    load_spec, plan_live, taints_of, wait_converged, wait_nodes_settled, write_spec,
+    Baseline, Operator, Sampler, check_exact, edit, kubectl_apply, list_nodes, live_budgets,
+    plan_live, settled_nodes, taints_of, wait_converged, write_spec,
 };
 use kelvin_core::constants::TRANSITION_ANNOTATION;
-use kelvin_e2e::{
-    Cluster, GpuNodes, cluster,
-    crd::{gpucluster_crd, install_crd},
-};
+use kelvin_e2e::{Cluster, cluster};
 use kube::Client;
 
 const NODES: usize = 120;
@@ -132,15 +129,7 @@ async fn kill_mid_rollout(
 async fn a_rollout_killed_mid_way_is_finished_by_a_fresh_process_within_the_budget() -> Result<()> {
     let c = cluster()?;
     let client = c.client().await?;
-    let (crd, _) = gpucluster_crd()?;
-    install_crd(&client, &crd).await?;
-    let set = GpuNodes::new("rs", NODES);
-    set.create(&client).await?;
-    set.wait_ready(&client, Duration::from_secs(60))
-        .await
-        .with_context(|| c.describe())?;
-    let before: BTreeMap<String, Baseline> =
-        baselines(&wait_nodes_settled(&client, Duration::from_secs(60)).await?);
+    let before: BTreeMap<String, Baseline> = settled_nodes(c, &client, "rs", NODES).await?;
 
     let v1 = write_spec(c, "restart-1.yaml", SPEC)?;
     let v2 = write_spec(
@@ -148,12 +137,7 @@ async fn a_rollout_killed_mid_way_is_finished_by_a_fresh_process_within_the_budg
         "restart-2.yaml",
         &edit(SPEC, "value: training,", "value: training-v2,", 1)?,
     )?;
-    let slim: Vec<_> = list_nodes(&client)
-        .await?
-        .into_iter()
-        .map(kelvin_operator::observe::slim)
-        .collect();
-    let budget = budgets(&load_spec(&v1)?, &slim)?;
+    let budget = live_budgets(&client, &v1).await?;
     assert_eq!(budget, BTreeMap::from([("h100".into(), 12)]));
     let sampler = Sampler::start(&client, Duration::from_millis(200), budget.clone());
 

@@ -1120,3 +1120,33 @@ pub async fn wait_mid_rollout(client: &Client, nodes: usize, operator: &Operator
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The GpuCluster CRD installed, `count` kwok GPU nodes `prefix-NNNNN` created and waited
+/// Ready and settled: what each node carries before Kelvin touches it.
+pub async fn settled_nodes(
+    c: &Cluster,
+    client: &Client,
+    prefix: &str,
+    count: usize,
+) -> Result<BTreeMap<String, Baseline>> {
+    let (crd, _) = kelvin_e2e::crd::gpucluster_crd()?;
+    kelvin_e2e::crd::install_crd(client, &crd).await?;
+    let set = kelvin_e2e::GpuNodes::new(prefix, count);
+    set.create(client).await?;
+    set.wait_ready(client, Duration::from_secs(60))
+        .await
+        .with_context(|| c.describe())?;
+    Ok(baselines(
+        &wait_nodes_settled(client, Duration::from_secs(60)).await?,
+    ))
+}
+
+/// [`budgets`] of the spec at `path` against the nodes the cluster has now.
+pub async fn live_budgets(client: &Client, path: &Path) -> Result<BTreeMap<String, u64>> {
+    let slim: Vec<NodeInfo> = list_nodes(client)
+        .await?
+        .into_iter()
+        .map(observe::slim)
+        .collect();
+    budgets(&load_spec(path)?, &slim)
+}
