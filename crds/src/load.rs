@@ -266,9 +266,29 @@ fn at(mut diagnostic: Diagnostic, file: &str, line: usize, column: usize) -> Dia
     diagnostic
 }
 
+/// The CRD's schema and its CEL rules compiled, made once per process: generating the CRD
+/// takes ~7 ms and compiling its rules ~1 ms, ten times what checking a spec costs.
+struct Checks {
+    schema: Value,
+    rules: kube::core::cel::CompiledSchema,
+    validator: kube::core::cel::Validator,
+}
+
+fn checks() -> &'static Checks {
+    static CHECKS: std::sync::OnceLock<Checks> = std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let schema = schema_of(&crate::crd::polished(GpuCluster::crd()));
+        Checks {
+            rules: kube::core::cel::compile_schema(&schema),
+            schema,
+            validator: kube::core::cel::Validator::new(),
+        }
+    })
+}
+
 /// The `openAPIV3Schema` of the GpuCluster CRD, as JSON.
-pub fn gpu_cluster_schema() -> Value {
-    schema_of(&crate::crd::polished(GpuCluster::crd()))
+pub fn gpu_cluster_schema() -> &'static Value {
+    &checks().schema
 }
 
 fn schema_of(crd: &CustomResourceDefinition) -> Value {
@@ -310,11 +330,10 @@ pub fn load_documents(file: &str, bytes: &[u8]) -> Vec<Outcome> {
             }];
         }
     };
-    let schema = gpu_cluster_schema();
     let mut text = None;
     documents
         .into_iter()
-        .map(|document| match check_document(&schema, &document.value) {
+        .map(|document| match check_document(&document.value) {
             Ok(cluster) => Outcome::Cluster(Box::new(cluster), document.origin),
             Err(found) => {
                 let text = text.get_or_insert_with(|| String::from_utf8_lossy(bytes));
@@ -390,7 +409,9 @@ pub fn locate(
 
 /// Checks one document the way the API server would: kind and apiVersion, the structural
 /// schema, then CEL rules on the defaulted object.
-pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<Diagnostic>> {
+pub fn check_document(value: &Value) -> Result<GpuCluster, Vec<Diagnostic>> {
+    let checks = checks();
+    let schema = &checks.schema;
     let Some(object) = value.as_object() else {
         return Err(vec![Diagnostic::error(
             "",
@@ -500,7 +521,10 @@ pub fn check_document(schema: &Value, value: &Value) -> Result<GpuCluster, Vec<D
         Ok(value) => value,
         Err(error) => return Err(vec![Diagnostic::error("spec", error.to_string())]),
     };
-    if let Err(failures) = kube::core::cel::Validator::new().validate(schema, &defaulted, None) {
+    if let Err(failures) = checks
+        .validator
+        .validate_compiled(&checks.rules, &defaulted, None)
+    {
         errors.extend(
             failures.iter().map(|failure| {
                 Diagnostic::error(failure.field_path.clone(), failure.message.clone())
