@@ -223,11 +223,10 @@ fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
                 );
             }
             if !offline && cluster {
-                let (specs, failed) = live::load_specs(&files.paths, console)?;
+                let specs = live::load_specs(&files.paths, console)?;
                 return live::apply::plan_command(
                     &target,
                     specs,
-                    failed,
                     output,
                     detailed_exitcode,
                     out.as_deref(),
@@ -273,8 +272,8 @@ fn run(cli: Cli, console: &mut Console) -> Result<ExitCode> {
                     ),
                 },
                 None => {
-                    let (specs, failed) = live::load_specs(&paths, console)?;
-                    live::apply::apply_specs(&target, specs, failed, &options, console)
+                    let specs = live::load_specs(&paths, console)?;
+                    live::apply::apply_specs(&target, specs, &options, console)
                 }
             }
         }
@@ -415,16 +414,8 @@ fn plan_command(
                     kelvin_core::plan::Plan::rejected(&rejected.name, rejected.errors.clone()),
                 )
             }));
-            plans.sort_by_key(|(order, _)| *order);
-            let documents: Vec<&kelvin_core::plan::Plan> = plans.iter().map(|(_, p)| p).collect();
-            // One object for one document, an array for several (docs/cli.md): what the files
-            // hold decides, never what was valid.
-            let text = if documents.len() == 1 {
-                serde_json::to_string_pretty(documents[0])
-            } else {
-                serde_json::to_string_pretty(&documents)
-            };
-            console.println(&text.context("serializing the plan")?)?;
+            let text = output::json_plans(plans).context("serializing the plan")?;
+            console.println(&text)?;
         }
         Format::Text => {
             for (_, plan) in &plans {

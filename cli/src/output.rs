@@ -216,6 +216,24 @@ pub fn human_plan_with(plan: &Plan, node_source: &str, extras: &Extras) -> Strin
     out
 }
 
+/// Where a document comes in the files given: (file, document), the order plans are printed in.
+pub type Order = (usize, usize);
+
+/// The JSON plan of a run (docs/cli.md): one entry per document, planned or not, in the order
+/// of the files and documents; one object for one document, an array for several. What the
+/// files hold decides the shape, never what was valid. The sort is stable: one file named twice
+/// keeps its entries in the order read.
+pub fn json_plans<T: serde::Serialize>(mut entries: Vec<(Order, T)>) -> serde_json::Result<String> {
+    entries.sort_by_key(|(order, _)| *order);
+    match entries.as_slice() {
+        [(_, only)] => serde_json::to_string_pretty(only),
+        _ => {
+            let documents: Vec<&T> = entries.iter().map(|(_, entry)| entry).collect();
+            serde_json::to_string_pretty(&documents)
+        }
+    }
+}
+
 /// Megawatts, with kilowatt precision for small sites.
 pub fn mw(value: f64) -> String {
     number(value, if value.abs() < 10.0 { 3 } else { 2 })
@@ -364,4 +382,33 @@ fn pool_table(plan: &Plan) -> String {
     }
     right(&mut table, 1);
     format!("{table}\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parsed(text: serde_json::Result<String>) -> Value {
+        serde_json::from_str(&text.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn one_document_is_one_object_and_several_an_array_in_file_order() {
+        assert_eq!(
+            parsed(json_plans(vec![((0, 0), json!({"cluster": "a"}))])),
+            json!({"cluster": "a"})
+        );
+        // Planned and rejected documents come from two lists: the order is the files'.
+        let entries = vec![
+            ((1, 0), json!({"cluster": "c"})),
+            ((0, 1), json!({"cluster": "b", "valid": false})),
+            ((0, 0), json!({"cluster": "a"})),
+        ];
+        assert_eq!(
+            parsed(json_plans(entries)),
+            json!([{"cluster": "a"}, {"cluster": "b", "valid": false}, {"cluster": "c"}])
+        );
+        assert_eq!(parsed(json_plans(Vec::<(Order, Value)>::new())), json!([]));
+    }
 }

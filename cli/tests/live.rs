@@ -164,6 +164,59 @@ async fn wait_converged(c: &Cluster) -> Result<()> {
     .await
 }
 
+/// `plan -o json` against the cluster has one entry per document, in file order, as offline:
+/// a schema-invalid spec and an unreadable file are entries with their errors, not dropped.
+fn live_json_keeps_an_entry_per_document(c: &Cluster, spec: &str) -> Result<()> {
+    let invalid = c.scratch().join("invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "apiVersion: kelvin.dev/v1alpha1\nkind: GpuCluster\nmetadata: {name: broken}\nspec: {site: {powerBudgetMW: 1, pue: 9}}\n",
+    )?;
+    let unreadable = c.scratch().join("unreadable.yaml");
+    std::fs::write(&unreadable, "a: [unclosed\n")?;
+    let (invalid, unreadable) = (invalid.to_string_lossy(), unreadable.to_string_lossy());
+    let args = ["-f", &invalid, "-f", spec, "-f", &unreadable, "-o", "json"];
+    let live = kelvin(c, &[&["plan"][..], &args].concat())?;
+    expect(&live, 1, &[])?;
+    let offline = kelvin(c, &[&["plan", "--offline"][..], &args].concat())?;
+    let (live, offline): (Value, Value) = (
+        serde_json::from_str(&live.stdout).with_context(|| format!("{live:?}"))?,
+        serde_json::from_str(&offline.stdout).with_context(|| format!("{offline:?}"))?,
+    );
+    let shape = |plans: &Value| -> Vec<(Value, Value)> {
+        plans
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (p["cluster"].clone(), p["valid"].clone()))
+            .collect()
+    };
+    ensure!(
+        shape(&live) == shape(&offline) && shape(&live).len() == 3,
+        "live and offline JSON plans differ in shape:\nlive {:?}\noffline {:?}",
+        shape(&live),
+        shape(&offline)
+    );
+    ensure!(
+        live[0]["cluster"] == "broken" && live[1]["valid"] == true,
+        "{live}"
+    );
+    for index in [0, 2] {
+        let mut entry = live[index].clone();
+        ensure!(
+            entry.as_object_mut().and_then(|e| e.remove("live")) == Some(Value::Null),
+            "entry {index} of a document that did not load has a live section: {entry}"
+        );
+        ensure!(
+            entry == offline[index] && !entry["errors"].as_array().is_none_or(Vec::is_empty),
+            "entry {index}: live {entry}\noffline {}",
+            offline[index]
+        );
+    }
+    ensure!(live[1]["live"]["crd"] == "add", "{}", live[1]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn plan_apply_status_zone_and_destroy_against_a_live_cluster() -> Result<()> {
     let started = std::time::Instant::now();
@@ -219,6 +272,7 @@ async fn plan_apply_status_zone_and_destroy_against_a_live_cluster() -> Result<(
         "{}",
         json["live"]
     );
+    live_json_keeps_an_entry_per_document(c, spec)?;
 
     step("first plans");
     // Refusals before anything is written: no terminal to ask on; no operator to act.

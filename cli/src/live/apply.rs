@@ -6,13 +6,18 @@ use anyhow::{Context, Result, anyhow, bail};
 use kelvin_crds::v1alpha1::GpuCluster;
 
 use super::{
+    LoadedSpecs,
     cluster::{self, CrdChange, Operator, SpecChange},
     connect::{Live, Target, connect},
     plan::{LivePlan, Spec, live_plan},
     progress, prompt, render,
     saved::SavedPlan,
 };
-use crate::{Format, console::Console};
+use crate::{
+    Format,
+    console::Console,
+    output::{self, Order},
+};
 
 /// How long `apply` waits for the CRD to be Established.
 const ESTABLISHED: Duration = Duration::from_secs(60);
@@ -44,26 +49,34 @@ async fn plan_all(
 /// `kelvin plan` against a live cluster.
 pub fn plan_command(
     target: &Target,
-    specs: Vec<Spec>,
-    load_failed: bool,
+    loaded: LoadedSpecs,
     format: Format,
     detailed: bool,
     out: Option<&Path>,
     console: &mut Console,
 ) -> Result<ExitCode> {
+    let (orders, specs): (Vec<Order>, Vec<Spec>) = loaded.specs.into_iter().unzip();
     super::runtime()?.block_on(async {
         let live = connect(target).await?;
         let (plans, failed) = plan_all(&live, specs, console).await?;
-        let failed = failed || load_failed;
+        let failed = failed || loaded.failed;
         match format {
             Format::Json => {
-                let documents: Vec<_> = plans.iter().map(|p| render::json(p, &live)).collect();
-                let text = if documents.len() == 1 {
-                    serde_json::to_string_pretty(&documents[0])
-                } else {
-                    serde_json::to_string_pretty(&documents)
-                };
-                console.println(&text.context("serializing the plan")?)?;
+                // Every document has its entry, as offline: a spec that did not load is one
+                // that changes nothing, with its errors and no `live` section.
+                let mut entries: Vec<(Order, serde_json::Value)> = orders
+                    .iter()
+                    .zip(&plans)
+                    .map(|(order, plan)| (*order, render::json(plan, &live)))
+                    .collect();
+                entries.extend(
+                    loaded
+                        .rejected
+                        .iter()
+                        .map(|(order, plan)| (*order, render::rejected_json(plan))),
+                );
+                let text = output::json_plans(entries).context("serializing the plan")?;
+                console.println(&text)?;
             }
             Format::Text => {
                 for plan in &plans {
@@ -107,15 +120,15 @@ pub struct ApplyOptions {
 /// `kelvin apply -f PATH…`.
 pub fn apply_specs(
     target: &Target,
-    specs: Vec<Spec>,
-    load_failed: bool,
+    loaded: LoadedSpecs,
     options: &ApplyOptions,
     console: &mut Console,
 ) -> Result<ExitCode> {
     prompt::require_terminal(options.auto_approve, "--auto-approve")?;
-    if load_failed {
+    if loaded.failed {
         bail!("nothing was applied: the files above have errors");
     }
+    let specs = loaded.specs.into_iter().map(|(_, spec)| spec).collect();
     super::runtime()?.block_on(async {
         let live = connect(target).await?;
         let (plans, failed) = plan_all(&live, specs, console).await?;

@@ -20,7 +20,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::{console::Console, input};
+use kelvin_core::plan::Plan;
+
+use crate::{console::Console, input, output::Order};
 use plan::Spec;
 
 /// A runtime for one command (the CLI is otherwise synchronous).
@@ -32,26 +34,48 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Specs of `paths` to plan against a cluster, and whether any could not be read (their
+/// Specs read for a live command.
+pub struct LoadedSpecs {
+    /// The specs that loaded, each with its place in the files.
+    pub specs: Vec<(Order, Spec)>,
+    /// Documents that could not be read or failed the schema, as plans that change nothing:
+    /// `plan -o json` gives each its entry, as offline.
+    pub rejected: Vec<(Order, Plan)>,
+    /// Whether any problem was found (they are printed).
+    pub failed: bool,
+}
+
+/// Specs of `paths` to plan against a cluster, and the documents that did not load (their
 /// problems printed): invalid specs are planned too (the plan says they change nothing).
-pub fn load_specs(
-    paths: &[std::path::PathBuf],
-    console: &mut Console,
-) -> Result<(Vec<Spec>, bool)> {
+pub fn load_specs(paths: &[std::path::PathBuf], console: &mut Console) -> Result<LoadedSpecs> {
     let loaded = input::load(paths, None)?;
     crate::print_diagnostics(console, &loaded.diagnostics);
-    let failed = !loaded.diagnostics.is_empty();
     let mut specs = Vec::new();
     for (cluster, origin) in &loaded.clusters {
         let document = loaded.document(origin).with_context(|| {
             format!("re-reading document {} of {}", origin.document, origin.file)
         })?;
-        specs.push(Spec {
+        let spec = Spec {
             cluster: cluster.clone(),
             document,
-        });
+        };
+        specs.push((loaded.order(origin), spec));
     }
-    Ok((specs, failed))
+    let rejected = loaded
+        .rejected
+        .iter()
+        .map(|r| {
+            (
+                loaded.order(&r.origin),
+                Plan::rejected(&r.name, r.errors.clone()),
+            )
+        })
+        .collect();
+    Ok(LoadedSpecs {
+        specs,
+        rejected,
+        failed: !loaded.diagnostics.is_empty(),
+    })
 }
 
 /// Writes `plans` as a saved plan to `out`.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use kelvin_core::plan::Plan;
 use serde_json::{Value, json};
 
 use super::{
@@ -136,6 +137,16 @@ pub fn text(plan: &LivePlan, live: &Live) -> String {
     output::human_plan_with(&plan.planned.plan, &source, &extras)
 }
 
+/// The JSON entry of a document that was not planned (it failed to load): the offline entry,
+/// with `live: null`, as nothing was observed or dry-run for it.
+pub fn rejected_json(plan: &Plan) -> Value {
+    let mut value = serde_json::to_value(plan).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("live".into(), Value::Null);
+    }
+    value
+}
+
 /// The JSON of a live plan: the offline plan's fields and `live`.
 pub fn json(plan: &LivePlan, live: &Live) -> Value {
     let mut value = serde_json::to_value(&plan.planned.plan).unwrap_or(Value::Null);
@@ -198,4 +209,25 @@ pub fn json(plan: &LivePlan, live: &Live) -> Value {
         map.insert("live".into(), live_section);
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kelvin_crds::diagnostics::Diagnostic;
+
+    #[test]
+    fn a_document_that_did_not_load_is_the_offline_entry_with_live_null() {
+        let plan = Plan::rejected(
+            "broken",
+            vec![Diagnostic::error("spec.site.pue", "too high")],
+        );
+        let entry = rejected_json(&plan);
+        assert_eq!(entry["live"], Value::Null);
+        let mut offline = serde_json::to_value(&plan).unwrap();
+        offline["live"] = Value::Null;
+        assert_eq!(entry, offline);
+        assert_eq!(entry["valid"], false);
+        assert_eq!(entry["errors"][0]["path"], "spec.site.pue");
+    }
 }
