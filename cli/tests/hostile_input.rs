@@ -125,9 +125,9 @@ fn a_name_longer_than_a_label_value_is_refused() {
     let run = kelvin(&["validate", "-f", &file]);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(
-        run.stderr.contains(&format!(
-            "metadata.name: \"{long}\" is 64 characters long; a GpuCluster's name is at most 63"
-        )),
+        run.stderr.contains(
+            "metadata.name: a GpuCluster's name is at most 63 characters, and this one has 64:"
+        ),
         "{run:?}"
     );
     assert!(run.stderr.contains("kelvin.dev/cluster"), "{run:?}");

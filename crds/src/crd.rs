@@ -15,7 +15,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 ///   know (it warns on every apply); the bounds are in minimum/maximum already, so drop them;
 /// - doc comments are wrapped at 100 columns in the source: descriptions are paragraphs, so
 ///   `kubectl explain` wraps them to the terminal instead of breaking lines mid-sentence;
-/// - int-or-string fields get the `anyOf` of integer and string that controller-gen writes.
+/// - int-or-string fields get the `anyOf` of integer and string that controller-gen writes;
+/// - the whole object gets [`crate::v1alpha1::NAME_RULE`] (a name fit for a label value).
 pub(crate) fn polished(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     fn polish(value: &mut serde_json::Value) {
         match value {
@@ -48,6 +49,21 @@ pub(crate) fn polished(crd: CustomResourceDefinition) -> CustomResourceDefinitio
         return crd;
     };
     polish(&mut value);
+    for version in value
+        .pointer_mut("/spec/versions")
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(serde_json::Value::Object(root)) =
+            version.pointer_mut("/schema/openAPIV3Schema")
+        {
+            root.insert(
+                "x-kubernetes-validations".to_owned(),
+                serde_json::json!([crate::v1alpha1::NAME_RULE.json()]),
+            );
+        }
+    }
     serde_json::from_value(value).unwrap_or(crd)
 }
 

@@ -10,7 +10,7 @@ use crate::{
     diagnostics::{Diagnostic, Location},
     locate::PathIndex,
     schema,
-    v1alpha1::{API_VERSION, GpuCluster},
+    v1alpha1::{API_VERSION, GpuCluster, NAME_RULE},
 };
 
 /// Where a document came from.
@@ -475,18 +475,6 @@ pub fn check_document(value: &Value) -> Result<GpuCluster, Vec<Diagnostic>> {
             Diagnostic::error("metadata.name", format!("{name:?} is not a valid name"))
                 .with_fix("use lowercase alphanumerics, '-' and '.', at most 63 characters, starting and ending alphanumeric"),
         ),
-        // Every object Kelvin creates carries the name in the label kelvin.dev/cluster, and
-        // a label value is at most 63 characters: the API server would refuse them all.
-        Some(Ok(name)) if name.len() > MAX_CLUSTER_NAME => errors.push(
-            Diagnostic::error(
-                "metadata.name",
-                format!(
-                    "{name:?} is {} characters long; a GpuCluster's name is at most {MAX_CLUSTER_NAME}",
-                    name.len()
-                ),
-            )
-            .with_fix("shorten it: every object Kelvin creates carries it in the label kelvin.dev/cluster, and label values are at most 63 characters"),
-        ),
         Some(Ok(_)) => {}
     }
     errors.extend(metadata_map_errors(value, "labels"));
@@ -525,17 +513,22 @@ pub fn check_document(value: &Value) -> Result<GpuCluster, Vec<Diagnostic>> {
         .validator
         .validate_compiled(&checks.rules, &defaulted, None)
     {
-        errors.extend(
-            failures.iter().map(|failure| {
-                Diagnostic::error(failure.field_path.clone(), failure.message.clone())
-            }),
-        );
+        errors.extend(failures.iter().map(|failure| {
+            // A root rule fails at no field; the name rule is about metadata.name.
+            let path = if failure.field_path.is_empty() && failure.rule == NAME_RULE.rule {
+                "metadata.name".to_owned()
+            } else {
+                failure.field_path.clone()
+            };
+            Diagnostic::error(path, failure.message.clone())
+        }));
         return Err(errors);
     }
     Ok(cluster)
 }
 
 /// Longest GpuCluster name: a label value's limit (it is the value of `kelvin.dev/cluster`).
+/// The CRD's root rule (`v1alpha1::NAME_RULE`) checks it, on the API server and here alike.
 pub const MAX_CLUSTER_NAME: usize = 63;
 
 /// What the API server would refuse in `metadata.labels` or `metadata.annotations`: keys that

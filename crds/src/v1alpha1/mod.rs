@@ -92,13 +92,39 @@ pub struct GpuClusterSpec {
     pub scheduling: Option<Scheduling>,
 }
 
-/// A root CEL rule whose failure message names what is wrong (`message_expression`), with a
-/// static `message` the API server falls back to should that expression fail.
-struct ReferenceRule {
-    rule: &'static str,
+/// A CEL rule whose failure message names what is wrong (`message_expression`), with a static
+/// `message` the API server falls back to should that expression fail.
+pub(crate) struct CelRule {
+    pub(crate) rule: &'static str,
     message: &'static str,
     message_expression: &'static str,
 }
+
+impl CelRule {
+    /// The rule as an entry of `x-kubernetes-validations`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rule": self.rule,
+            "message": self.message,
+            "messageExpression": self.message_expression,
+            "reason": "FieldValueInvalid",
+        })
+    }
+}
+
+/// The rule on the whole object (the only place CEL sees `metadata.name`; crd.rs adds it, as
+/// kube's root `validation` takes a message or a messageExpression, not both): every object
+/// Kelvin creates carries the name in the label `kelvin.dev/cluster`, and the API server refuses
+/// a label value over 63 characters, so a longer name would be stored and then fail every write.
+/// The message names no path: the API server reports a root rule at no field.
+pub(crate) const NAME_RULE: CelRule = CelRule {
+    rule: "self.metadata.name.size() <= 63",
+    message: "a GpuCluster's name is at most 63 characters: every object Kelvin creates carries it in the label kelvin.dev/cluster, whose values are at most 63 characters; shorten metadata.name",
+    message_expression: concat!(
+        "\"a GpuCluster's name is at most 63 characters, and this one has %d: every object Kelvin creates carries it in the label kelvin.dev/cluster, whose values are at most 63 characters; shorten metadata.name\"",
+        ".format([self.metadata.name.size()])",
+    ),
+};
 
 /// The rules checking that names used inside the spec resolve. A messageExpression is only
 /// evaluated when its rule failed. It names the first offender in list order: the pool (index
@@ -114,8 +140,8 @@ struct ReferenceRule {
 /// unknown size such as `string(i)` is estimated as unbounded; and the dangling keys computed
 /// once per tenant, bound to `d` by iterating a one-element list (CEL for CRDs has no
 /// `cel.bind`), with `''` for tenants that have none.
-const REFERENCE_RULES: [ReferenceRule; 2] = [
-    ReferenceRule {
+const REFERENCE_RULES: [CelRule; 2] = [
+    CelRule {
         rule: "self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))",
         message: "every spec.gpuPools[].fabric must name an entry of spec.fabrics: add the fabric or fix the pool's fabric name",
         message_expression: concat!(
@@ -124,7 +150,7 @@ const REFERENCE_RULES: [ReferenceRule; 2] = [
             ".format([self.gpuPools.indexOf(p), p.name, p.fabric]))[0]",
         ),
     },
-    ReferenceRule {
+    CelRule {
         rule: "!has(self.scheduling) || self.scheduling.tenants.all(t, t.gpuQuota.all(k, self.gpuPools.exists(p, p.name == k)))",
         message: "every key of spec.scheduling.tenants[].gpuQuota must name an entry of spec.gpuPools: add the pool or fix the quota's pool name",
         message_expression: concat!(
@@ -140,14 +166,7 @@ const REFERENCE_RULES: [ReferenceRule; 2] = [
 
 /// Adds [`REFERENCE_RULES`] to the schema of `spec`.
 fn reference_rules(schema: &mut schemars::Schema) {
-    let rules = REFERENCE_RULES.iter().map(|r| {
-        serde_json::json!({
-            "rule": r.rule,
-            "message": r.message,
-            "messageExpression": r.message_expression,
-            "reason": "FieldValueInvalid",
-        })
-    });
+    let rules = REFERENCE_RULES.iter().map(CelRule::json);
     let validations = schema
         .ensure_object()
         .entry("x-kubernetes-validations")
@@ -233,6 +252,42 @@ mod tests {
             assert_eq!(rule["messageExpression"], expected.message_expression);
             assert_eq!(rule["reason"], "FieldValueInvalid");
         }
+    }
+
+    #[test]
+    fn the_name_rule_is_on_the_whole_object_and_names_the_length() {
+        let schema = crate::load::gpu_cluster_schema();
+        assert_eq!(
+            schema["x-kubernetes-validations"],
+            serde_json::json!([NAME_RULE.json()])
+        );
+        // The rule's limit is the loader's.
+        assert!(
+            NAME_RULE
+                .rule
+                .ends_with(&crate::load::MAX_CLUSTER_NAME.to_string())
+        );
+        let long = "a".repeat(64);
+        let messages = cel_messages(&[("name: lab", &format!("name: {long}"))]);
+        assert_eq!(
+            messages,
+            [
+                "a GpuCluster's name is at most 63 characters, and this one has 64: every object Kelvin creates carries it in the label kelvin.dev/cluster, whose values are at most 63 characters; shorten metadata.name"
+            ]
+        );
+        let at_limit = "a".repeat(63);
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/small/cluster.yaml"
+        ))
+        .unwrap()
+        .replacen("name: lab", &format!("name: {at_limit}"), 1);
+        let (clusters, diagnostics) = crate::load::load_gpu_clusters("small.yaml", text.as_bytes());
+        assert_eq!(
+            (clusters.len(), diagnostics.len()),
+            (1, 0),
+            "{diagnostics:?}"
+        );
     }
 
     #[test]

@@ -260,7 +260,7 @@ async fn cel_violation_is_rejected_with_the_message_kelvin_validate_prints() -> 
         .context("examples/small's first tenant has no name")?;
     // (what, how it breaks the spec, the message expected from both).
     type Case<'a> = (&'a str, fn(&mut serde_json::Value), String);
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (
             "a pool naming a missing fabric",
             |spec| spec["spec"]["gpuPools"][0]["fabric"] = json!("no-such-fabric"),
@@ -290,12 +290,28 @@ async fn cel_violation_is_rejected_with_the_message_kelvin_validate_prints() -> 
                  spec.gpuPools: add the pools or fix the quota's pool names"
             ),
         ),
+        (
+            // The CRD's root rule: the name is the value of the label kelvin.dev/cluster.
+            "a name of 64 characters",
+            |spec| {
+                let name = spec["metadata"]["name"].as_str().unwrap_or_default();
+                let padded = format!("{name}-{}", "x".repeat(63 - name.len()));
+                spec["metadata"]["name"] = json!(padded);
+            },
+            "a GpuCluster's name is at most 63 characters, and this one has 64: every object \
+             Kelvin creates carries it in the label kelvin.dev/cluster, whose values are at \
+             most 63 characters; shorten metadata.name"
+                .to_owned(),
+        ),
     ];
     for (what, breaks, expected) in cases {
         let mut spec = example.clone();
-        let name = unique_name("cel");
-        spec["metadata"] = json!({"name": name});
+        spec["metadata"] = json!({"name": unique_name("cel")});
         breaks(&mut spec);
+        let name = spec["metadata"]["name"]
+            .as_str()
+            .context("no metadata.name")?
+            .to_owned();
 
         let object: DynamicObject = serde_json::from_value(spec.clone())?;
         let err = gpucluster_api(&client)
