@@ -496,7 +496,7 @@ fn number_out_of_range_names_the_limit() {
     assert_says(
         &run,
         &[&format!(
-            "{}spec.gpuPools[1].expectedNodes: Invalid value: 2000000: should be less than or equal to 1000000",
+            "{}spec.gpuPools[1].expectedNodes: Invalid value: 2000000: should be less than or equal to 200000",
             at(&file, &text, "2000000")
         )],
     );
@@ -518,7 +518,7 @@ fn overflowing_number_says_it_overflows_and_the_range() {
                 "{}spec.gpuPools[0].expectedNodes: Invalid value: 1e+23: the number overflows a 64-bit integer",
                 at(&file, &text, "99999999999999999999999")
             ),
-            "fix: use a whole number from 0 to 1000000",
+            "fix: use a whole number from 0 to 200000",
         ],
     );
 }

@@ -112,6 +112,94 @@ fn four_thousand_pools_are_one_error_not_four_thousand() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Node counts no site has: refused before any node is simulated.
+
+/// examples/small with 62 more pools (64, the most a spec has), every one of `nodes` nodes.
+fn sixty_four_pools_of(name: &str, nodes: u32) -> String {
+    let text = small().replace("expectedNodes: 4\n", &format!("expectedNodes: {nodes}\n"));
+    let extra: String = (0..62)
+        .map(|i| {
+            format!(
+                "  - name: extra-{i}\n    nodeSelector:\n      matchLabels: {{kelvin.dev/sku: extra-{i}}}\n    expectedNodes: {nodes}\n    accelerator: {{vendor: nvidia, model: H100-SXM5-80GB, perNode: 8, tdpWatts: 700, minPowerWatts: 200}}\n    hostPowerWatts: 4600\n    fabric: lab-ib\n"
+            )
+        })
+        .collect();
+    write(
+        name,
+        text.replacen("  scheduling:", &format!("{extra}  scheduling:"), 1),
+    )
+}
+
+/// `kelvin ARGS` with at most 256 MiB of address space (prlimit, util-linux, when there): a
+/// refusal must not have simulated the nodes first. And how long it took.
+fn bounded(args: &[&str]) -> (Run, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let prlimit = Path::new("/usr/bin/prlimit");
+    let output = if prlimit.exists() {
+        Command::new(prlimit)
+            .arg(format!("--as={}", 256 << 20))
+            .arg(KELVIN)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG")
+            .env("HOME", env!("CARGO_TARGET_TMPDIR"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    } else {
+        eprintln!("no /usr/bin/prlimit: memory not bounded, only the time checked");
+        return (kelvin(args), start.elapsed());
+    };
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    (run, start.elapsed())
+}
+
+#[test]
+fn a_million_nodes_per_pool_is_refused_at_once_naming_each_pool() {
+    let file = sixty_four_pools_of("64-pools-of-a-million.yaml", 1_000_000);
+    let (run, took) = bounded(&["plan", "--offline", "-f", &file]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    // One error per pool, each naming its field, the limit and the fix.
+    assert_eq!(errors(&run).len(), 64, "{run:?}");
+    for pool in [0, 63] {
+        assert!(
+            run.stderr.contains(&format!(
+                "spec.gpuPools[{pool}].expectedNodes: Invalid value: 1000000: should be less than or equal to 200000"
+            )),
+            "pool {pool}: {run:?}"
+        );
+    }
+    assert!(run.stderr.contains("fix: use at most 200000"), "{run:?}");
+    // Debug builds included: reading and checking the spec is all it does.
+    assert!(took.as_millis() < 1_000, "took {took:?}");
+}
+
+#[test]
+fn pools_within_their_limit_but_over_the_site_total_are_refused_with_the_total() {
+    let file = sixty_four_pools_of("64-pools-of-200k.yaml", 200_000);
+    let (run, took) = bounded(&["plan", "--offline", "-f", &file]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(errors(&run).len(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "spec: spec.gpuPools[].expectedNodes add up to 12800000 nodes; a site is at most 200000"
+        ),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("expectedNodes counts servers, not GPUs"),
+        "{run:?}"
+    );
+    assert!(took.as_millis() < 1_000, "took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Defect 7: names and labels the API server refuses.
 
 #[test]

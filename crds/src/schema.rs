@@ -376,24 +376,30 @@ fn check_number(
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
         && number > max
     {
-        errors.push(Diagnostic::error(
-            path,
-            format!(
-                "Invalid value: {value}: should be less than or equal to {}",
-                trim(max)
-            ),
-        ));
+        errors.push(
+            Diagnostic::error(
+                path,
+                format!(
+                    "Invalid value: {value}: should be less than or equal to {}",
+                    trim(max)
+                ),
+            )
+            .with_fix(format!("use at most {}", trim(max))),
+        );
     }
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
         && number < min
     {
-        errors.push(Diagnostic::error(
-            path,
-            format!(
-                "Invalid value: {value}: should be greater than or equal to {}",
-                trim(min)
-            ),
-        ));
+        errors.push(
+            Diagnostic::error(
+                path,
+                format!(
+                    "Invalid value: {value}: should be greater than or equal to {}",
+                    trim(min)
+                ),
+            )
+            .with_fix(format!("use at least {}", trim(min))),
+        );
     }
 }
 

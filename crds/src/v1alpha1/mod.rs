@@ -61,9 +61,9 @@ pub const API_VERSION: &str = "kelvin.dev/v1alpha1";
         json_path = ".metadata.creationTimestamp"
     )
 )]
-// The reference rules are added by `reference_rules`, not `x_kube(validation)`: kube's `Rule`
+// The spec's rules are added by `spec_rules`, not `x_kube(validation)`: kube's `Rule`
 // holds a message or a messageExpression, and these carry both.
-#[schemars(transform = reference_rules)]
+#[schemars(transform = spec_rules)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GpuClusterSpec {
     /// Facility-wide figures: the power budget and the power usage effectiveness.
@@ -91,6 +91,14 @@ pub struct GpuClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<Scheduling>,
 }
+
+/// Most nodes a site may plan for, over all its pools (`expectedNodes`). What no site has is
+/// refused before it costs anything: 64 pools of a million nodes each would have the offline
+/// plan simulate 64 million nodes. The largest Kubernetes clusters run are 65,000 nodes (GKE's
+/// supported limit), 100,000 (EKS) and 130,000 (GKE, experimental, 2025), and upstream tests
+/// 5,000; the largest GPU sites hold 100,000-200,000 GPUs, 12,500-25,000 servers of 8. 200,000
+/// is half again the largest cluster, and a 200,000-GPU site of one GPU per server.
+pub const MAX_SITE_NODES: u32 = 200_000;
 
 /// A CEL rule whose failure message names what is wrong (`message_expression`), with a static
 /// `message` the API server falls back to should that expression fail.
@@ -126,10 +134,11 @@ pub(crate) const NAME_RULE: CelRule = CelRule {
     ),
 };
 
-/// The rules checking that names used inside the spec resolve. A messageExpression is only
-/// evaluated when its rule failed. It names the first offender in list order: the pool (index
-/// and name) and the fabric it names; the tenant and its quota key naming no pool, or how many
-/// keys do when several do. (The API server iterates a map's keys in no fixed order, and kube-cel
+/// The rules on `spec`: names used inside the spec resolve, and the site's node total is one a
+/// Kubernetes cluster can have. A messageExpression is only evaluated when its rule failed. It
+/// names the first offender in list order: the pool (index and name) and the fabric it names;
+/// the tenant and its quota key naming no pool, or how many keys do when several do; the total
+/// asked for. (The API server iterates a map's keys in no fixed order, and kube-cel
 /// in a HashMap's; `min()` or a pairwise comparison would pick one deterministically but cost
 /// more than the API server's budget allows.)
 ///
@@ -140,7 +149,7 @@ pub(crate) const NAME_RULE: CelRule = CelRule {
 /// unknown size such as `string(i)` is estimated as unbounded; and the dangling keys computed
 /// once per tenant, bound to `d` by iterating a one-element list (CEL for CRDs has no
 /// `cel.bind`), with `''` for tenants that have none.
-const REFERENCE_RULES: [CelRule; 2] = [
+const SPEC_RULES: [CelRule; 3] = [
     CelRule {
         rule: "self.gpuPools.all(p, self.fabrics.exists(f, f.name == p.fabric))",
         message: "every spec.gpuPools[].fabric must name an entry of spec.fabrics: add the fabric or fix the pool's fabric name",
@@ -162,11 +171,21 @@ const REFERENCE_RULES: [CelRule; 2] = [
             ".format([self.scheduling.tenants.indexOf(t), t.name, d.size()]))[0]).filter(m, m != '')[0]",
         ),
     },
+    // The site's total (each pool's is the schema's maximum): `sum` is Kubernetes' list
+    // library, and 64 pools cost little to add up.
+    CelRule {
+        rule: "self.gpuPools.map(p, p.expectedNodes).sum() <= 200000",
+        message: "the pools' expectedNodes add up to more than 200000 nodes, more than any Kubernetes cluster runs: expectedNodes counts servers, not GPUs; lower it, or describe one site per GpuCluster",
+        message_expression: concat!(
+            "\"spec.gpuPools[].expectedNodes add up to %d nodes; a site is at most 200000 (the largest Kubernetes clusters run 65,000-130,000): expectedNodes counts servers, not GPUs; lower it, or describe one site per GpuCluster\"",
+            ".format([self.gpuPools.map(p, p.expectedNodes).sum()])",
+        ),
+    },
 ];
 
-/// Adds [`REFERENCE_RULES`] to the schema of `spec`.
-fn reference_rules(schema: &mut schemars::Schema) {
-    let rules = REFERENCE_RULES.iter().map(CelRule::json);
+/// Adds [`SPEC_RULES`] to the schema of `spec`.
+fn spec_rules(schema: &mut schemars::Schema) {
+    let rules = SPEC_RULES.iter().map(CelRule::json);
     let validations = schema
         .ensure_object()
         .entry("x-kubernetes-validations")
@@ -238,12 +257,12 @@ mod tests {
     }
 
     #[test]
-    fn reference_rules_carry_a_message_and_a_message_expression() {
+    fn spec_rules_carry_a_message_and_a_message_expression() {
         let schema = crate::load::gpu_cluster_schema();
         let rules = schema["properties"]["spec"]["x-kubernetes-validations"]
             .as_array()
             .unwrap();
-        for expected in &REFERENCE_RULES {
+        for expected in &SPEC_RULES {
             let rule = rules
                 .iter()
                 .find(|r| r["rule"] == expected.rule)
@@ -287,6 +306,29 @@ mod tests {
             (clusters.len(), diagnostics.len()),
             (1, 0),
             "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn a_site_of_more_nodes_than_any_cluster_runs_is_refused_with_its_total() {
+        // The rule's limit is the schema's (each pool's maximum).
+        assert!(SPEC_RULES[2].rule.ends_with(&MAX_SITE_NODES.to_string()));
+        let schema = crate::load::gpu_cluster_schema();
+        let pool = &schema["properties"]["spec"]["properties"]["gpuPools"]["items"];
+        assert_eq!(
+            pool["properties"]["expectedNodes"]["maximum"].as_f64(),
+            Some(f64::from(MAX_SITE_NODES))
+        );
+        // examples/small's pools: 4 and 4 nodes. Each within the pool's maximum, together over.
+        let messages = cel_messages(&[
+            ("expectedNodes: 4", "expectedNodes: 150000"),
+            ("expectedNodes: 4", "expectedNodes: 60000"),
+        ]);
+        assert_eq!(
+            messages,
+            [
+                "spec.gpuPools[].expectedNodes add up to 210000 nodes; a site is at most 200000 (the largest Kubernetes clusters run 65,000-130,000): expectedNodes counts servers, not GPUs; lower it, or describe one site per GpuCluster"
+            ]
         );
     }
 

@@ -31,9 +31,11 @@ pub struct GpuPool {
     /// reported by name; the other nodes still converge.
     pub node_selector: LabelSelector,
 
-    /// Design capacity in nodes, used for power, cooling and fabric planning (and for
-    /// simulated nodes when planning offline without an inventory).
-    #[schemars(range(min = 0, max = 1000000))]
+    /// Design capacity in nodes (servers, not GPUs), used for power, cooling and fabric
+    /// planning (and for simulated nodes when planning offline without an inventory). At most
+    /// 200,000 per pool and for the whole site: the largest Kubernetes clusters run 65,000-130,000
+    /// nodes.
+    #[schemars(range(min = 0, max = super::MAX_SITE_NODES))]
     pub expected_nodes: u32,
 
     /// The GPUs (or other accelerators) in each node.

@@ -260,7 +260,7 @@ async fn cel_violation_is_rejected_with_the_message_kelvin_validate_prints() -> 
         .context("examples/small's first tenant has no name")?;
     // (what, how it breaks the spec, the message expected from both).
     type Case<'a> = (&'a str, fn(&mut serde_json::Value), String);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "a pool naming a missing fabric",
             |spec| spec["spec"]["gpuPools"][0]["fabric"] = json!("no-such-fabric"),
@@ -301,6 +301,23 @@ async fn cel_violation_is_rejected_with_the_message_kelvin_validate_prints() -> 
             "a GpuCluster's name is at most 63 characters, and this one has 64: every object \
              Kelvin creates carries it in the label kelvin.dev/cluster, whose values are at \
              most 63 characters; shorten metadata.name"
+                .to_owned(),
+        ),
+        (
+            // Each pool within its maximum, the site over it.
+            "pools adding up to more nodes than a site may have",
+            |spec| {
+                for pool in spec["spec"]["gpuPools"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    pool["expectedNodes"] = json!(150_000);
+                }
+            },
+            "spec.gpuPools[].expectedNodes add up to 300000 nodes; a site is at most 200000 (the \
+             largest Kubernetes clusters run 65,000-130,000): expectedNodes counts servers, not \
+             GPUs; lower it, or describe one site per GpuCluster"
                 .to_owned(),
         ),
     ];
