@@ -79,6 +79,16 @@ impl Diagnostic {
         self
     }
 
+    /// The same finding at `file:line:column`.
+    pub fn at(mut self, file: &str, line: usize, column: usize) -> Self {
+        self.location = Some(Location {
+            file: file.to_owned(),
+            line,
+            column,
+        });
+        self
+    }
+
     /// Whether this is an error.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error

@@ -67,14 +67,13 @@ fn read_yaml(file: &str, bytes: &[u8]) -> Result<Vec<NodeInfo>, Vec<Diagnostic>>
         serde_saphyr::from_multiple_with_options(text, crate::load::yaml_options(text.len()))
             .map_err(|error| vec![crate::load::yaml_error(file, &error)])?;
     if documents.is_empty() {
-        return Err(vec![at(
-            Diagnostic::error("", "the file holds no YAML documents").with_fix(
-                "list the nodes: apiVersion: kelvin.dev/v1alpha1, kind: Inventory, nodes: [{name: gpu-00001, labels: {...}}], or save `kubectl get nodes -o yaml`",
-            ),
-            file,
-            1,
-            1,
-        )]);
+        return Err(vec![
+            Diagnostic::error("", "the file holds no YAML documents")
+                .with_fix(
+                    "list the nodes: apiVersion: kelvin.dev/v1alpha1, kind: Inventory, nodes: [{name: gpu-00001, labels: {...}}], or save `kubectl get nodes -o yaml`",
+                )
+                .at(file, 1, 1),
+        ]);
     }
     let mut collector = Collector::new(file);
     let several = documents.len() > 1;
@@ -146,15 +145,6 @@ impl Kind {
             api_version: api_version.map(str::to_owned),
         }
     }
-}
-
-fn at(mut diagnostic: Diagnostic, file: &str, line: usize, column: usize) -> Diagnostic {
-    diagnostic.location = Some(Location {
-        file: file.to_owned(),
-        line,
-        column,
-    });
-    diagnostic
 }
 
 /// The nodes of one file and what is wrong with them, each problem naming its item.
@@ -308,20 +298,16 @@ impl<'f> Collector<'f> {
                 }
             };
             let line = self.origins[position].2.max(1) as usize;
-            let diagnostic = at(
-                Diagnostic::error(
-                    path_of(position),
-                    format!(
-                        "node {:?} is listed twice (also {})",
-                        self.nodes[position].name,
-                        path_of(earlier)
-                    ),
-                )
-                .with_fix("list each node once"),
-                self.file,
-                line,
-                1,
-            );
+            let diagnostic = Diagnostic::error(
+                path_of(position),
+                format!(
+                    "node {:?} is listed twice (also {})",
+                    self.nodes[position].name,
+                    path_of(earlier)
+                ),
+            )
+            .with_fix("list each node once")
+            .at(self.file, line, 1);
             if self.errors.len() < MAX_REPORTED {
                 self.errors.push(diagnostic);
             } else {
@@ -330,18 +316,16 @@ impl<'f> Collector<'f> {
         }
         if self.unreported > 0 {
             let more = self.unreported;
-            self.errors.push(at(
+            self.errors.push(
                 Diagnostic::error(
                     "",
                     format!(
                         "and {more} more problem{} like these",
                         if more == 1 { "" } else { "s" }
                     ),
-                ),
-                self.file,
-                1,
-                1,
-            ));
+                )
+                .at(self.file, 1, 1),
+            );
         }
         if self.errors.is_empty() {
             Ok(self.nodes)

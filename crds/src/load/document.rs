@@ -292,16 +292,10 @@ pub(crate) fn serde_message(message: &str) -> String {
             other => unquoted(other),
         }
     };
-    if let Some(rest) = message.strip_prefix("invalid type: ")
-        && let Some((value, what)) = rest.split_once(", expected ")
-    {
-        return format!(
-            "Invalid value: {}: must be {}",
-            shown(value),
-            expected(what)
-        );
-    }
-    if let Some(rest) = message.strip_prefix("invalid value: ")
+    // serde says "invalid type" or "invalid value"; Kubernetes says "Invalid value" for both.
+    if let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
         && let Some((value, what)) = rest.split_once(", expected ")
     {
         return format!(

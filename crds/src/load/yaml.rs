@@ -4,10 +4,7 @@
 use serde_json::Value;
 
 use super::{Document, Origin};
-use crate::{
-    diagnostics::{Diagnostic, Location},
-    locate::PathIndex,
-};
+use crate::{diagnostics::Diagnostic, locate::PathIndex};
 
 /// Parses `bytes` of `file` into its documents. Rejects non-UTF-8 bytes, YAML syntax errors
 /// (with line and column), empty files and alias bombs (see [`yaml_options`]).
@@ -26,19 +23,15 @@ pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |p| p + 1)
             + 1;
-        at(
-            Diagnostic::error(
-                "",
-                format!(
-                    "the file is not UTF-8 text (invalid byte 0x{:02x})",
-                    bytes[offset]
-                ),
-            )
-            .with_fix("save the file as UTF-8"),
-            file,
-            line,
-            column,
+        Diagnostic::error(
+            "",
+            format!(
+                "the file is not UTF-8 text (invalid byte 0x{:02x})",
+                bytes[offset]
+            ),
         )
+        .with_fix("save the file as UTF-8")
+        .at(file, line, column)
     })
 }
 
@@ -46,13 +39,12 @@ pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
 pub(crate) fn yaml_error(file: &str, error: &serde_saphyr::Error) -> Diagnostic {
     let diagnostic = yaml_diagnostic(error);
     match error.location() {
-        Some(location) if location.line() > 0 => at(
-            diagnostic,
+        Some(location) if location.line() > 0 => diagnostic.at(
             file,
             location.line() as usize,
             (location.column() as usize).max(1),
         ),
-        _ => at(diagnostic, file, 1, 1),
+        _ => diagnostic.at(file, 1, 1),
     }
 }
 
@@ -91,12 +83,9 @@ fn parse(file: &str, bytes: &[u8], empty_fix: &str) -> Result<Vec<Document>, Dia
         serde_saphyr::from_multiple_with_options(text, yaml_options(text.len()))
             .map_err(|error| with_field_path(yaml_error(file, &error), text))?;
     if values.is_empty() {
-        return Err(at(
-            Diagnostic::error("", "the file holds no YAML documents").with_fix(empty_fix),
-            file,
-            1,
-            1,
-        ));
+        return Err(Diagnostic::error("", "the file holds no YAML documents")
+            .with_fix(empty_fix)
+            .at(file, 1, 1));
     }
     Ok(values
         .into_iter()
@@ -233,15 +222,6 @@ const DEFAULT_FORMATTER: serde_saphyr::DefaultMessageFormatter =
 
 fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or(message)
-}
-
-fn at(mut diagnostic: Diagnostic, file: &str, line: usize, column: usize) -> Diagnostic {
-    diagnostic.location = Some(Location {
-        file: file.to_owned(),
-        line,
-        column,
-    });
-    diagnostic
 }
 
 #[cfg(test)]
