@@ -9,4 +9,5 @@ pub mod locate;
 pub mod names;
 pub mod node;
 pub mod schema;
+pub mod sorted_map;
 pub mod v1alpha1;

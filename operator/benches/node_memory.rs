@@ -10,11 +10,11 @@
 // A program like a main: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::jiff::Timestamp;
 use kelvin_core::{label_interest::LabelInterest, observed::Observed, plan::plan};
-use kelvin_crds::load::load_gpu_clusters;
+use kelvin_crds::{load::load_gpu_clusters, sorted_map::Strings};
 use kelvin_e2e::GpuNodes;
 use kelvin_operator::observe::slim;
 use peak_alloc::PeakAlloc;
@@ -72,6 +72,7 @@ fn measure(nodes: usize) {
     let mut json_bytes = 0usize;
     // The cache: one node at a time arrives whole and is slimmed; only the slim view stays.
     let mut cache = BTreeMap::new();
+    let mut strings = Strings::default();
     for set in &sets {
         for i in 0..set.count {
             let node = set.node(i);
@@ -80,14 +81,16 @@ fn measure(nodes: usize) {
             }
             let mut info = slim(node);
             interest.reduce(&mut info);
-            cache.insert(info.name.clone(), info);
+            info.intern(&mut strings);
+            cache.insert(info.name.clone(), Arc::new(info));
         }
     }
     let cached = heap_bytes();
     let kept_labels = cache.values().next().map_or(0, |n| n.labels.len());
 
-    let snapshot: Vec<_> = cache.values().cloned().collect();
-    let observed = Observed::new(snapshot, Timestamp::UNIX_EPOCH).unwrap();
+    // As `NodeCache::snapshot`: the cache's nodes shared, not copied.
+    let snapshot: Vec<_> = cache.values().map(Arc::clone).collect();
+    let observed = Observed::from_shared(snapshot, Timestamp::UNIX_EPOCH).unwrap();
     let snapshotted = heap_bytes();
 
     let planned = plan(&cluster, &observed).unwrap();

@@ -79,7 +79,7 @@ impl Context {
     async fn nodes(
         &self,
         cluster: &GpuCluster,
-    ) -> Result<Vec<kelvin_crds::node::NodeInfo>, observe::ObserveError> {
+    ) -> Result<Vec<Arc<kelvin_crds::node::NodeInfo>>, observe::ObserveError> {
         let others = self.clusters.as_ref().map(Store::state).unwrap_or_default();
         let interest = LabelInterest::of(others.iter().map(|c| &c.spec).chain([&cluster.spec]));
         if self.nodes.require(interest.clone()) {
@@ -92,7 +92,8 @@ impl Context {
         }
         let mut nodes = observe::nodes(&self.api).await?;
         for node in &mut nodes {
-            interest.reduce(node);
+            // Just listed: the only owner, so this edits in place.
+            interest.reduce(Arc::make_mut(node));
         }
         self.nodes.forget_expectations();
         Ok(nodes)

@@ -25,7 +25,7 @@ use std::{
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kelvin_core::label_interest::LabelInterest;
-use kelvin_crds::node::NodeInfo;
+use kelvin_crds::{node::NodeInfo, sorted_map::Strings};
 use kube::{
     Api, Client,
     runtime::{
@@ -63,21 +63,25 @@ struct State {
     nodes: BTreeMap<String, Cached>,
     /// Node -> resourceVersion of Kelvin's last write the watch has not delivered yet.
     expected: HashMap<String, String>,
+    /// The label keys and values, resource names the cached nodes share.
+    strings: Strings,
 }
 
 #[derive(Clone, PartialEq)]
 struct Cached {
-    info: NodeInfo,
+    /// Shared with the snapshots reconciles take (a pointer each, not a copy of the node).
+    info: Arc<NodeInfo>,
     resource_version: Option<String>,
 }
 
 impl Cached {
-    fn new(node: Node, interest: &LabelInterest) -> Self {
+    fn new(node: Node, interest: &LabelInterest, strings: &mut Strings) -> Self {
         let resource_version = node.metadata.resource_version.clone();
         let mut info = slim(node);
         interest.reduce(&mut info);
+        info.intern(strings);
         Self {
-            info,
+            info: Arc::new(info),
             resource_version,
         }
     }
@@ -114,13 +118,13 @@ pub struct Lagging {
 impl NodeCache {
     /// Every node, sorted by name; `None` until the first complete list arrived (a partial
     /// cache would look like nodes that left their pools).
-    pub fn snapshot(&self) -> Option<Vec<NodeInfo>> {
+    pub fn snapshot(&self) -> Option<Vec<Arc<NodeInfo>>> {
         if !self.is_synced() {
             return None;
         }
         // A poisoned lock means a panic inside `apply`, which holds no invariant half-done.
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        Some(state.nodes.values().map(|c| c.info.clone()).collect())
+        Some(state.nodes.values().map(|c| Arc::clone(&c.info)).collect())
     }
 
     /// Records that Kelvin wrote `node` and the API server answered `resource_version`.
@@ -152,7 +156,7 @@ impl NodeCache {
     pub async fn fresh_snapshot(
         &self,
         timeout: Duration,
-    ) -> Result<Option<Vec<NodeInfo>>, Lagging> {
+    ) -> Result<Option<Vec<Arc<NodeInfo>>>, Lagging> {
         let start = tokio::time::Instant::now();
         loop {
             let seen = self.seen.notified();
@@ -247,10 +251,15 @@ impl NodeCache {
         // Read-locked, not cloned: this runs for every node event (heartbeats included).
         let interest = self.interest.read().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let State { nodes, expected } = &mut *state;
+        let State {
+            nodes,
+            expected,
+            strings,
+        } = &mut *state;
         let changed = match event {
             Event::Apply(node) => {
-                let node = Cached::new(node, &interest);
+                let node = Cached::new(node, &interest, strings);
+                strings.purge_when_doubled();
                 let name = node.name();
                 if let Some(written) = expected.get(&name)
                     && caught_up(node.resource_version.as_deref(), written)
@@ -272,7 +281,7 @@ impl NodeCache {
                 false
             }
             Event::InitApply(node) => {
-                let node = Cached::new(node, &interest);
+                let node = Cached::new(node, &interest, strings);
                 relist
                     .get_or_insert_with(BTreeMap::new)
                     .insert(node.name(), node);
@@ -291,6 +300,8 @@ impl NodeCache {
                         .is_some_and(|c| !caught_up(c.resource_version.as_deref(), written))
                 });
                 *nodes = fresh;
+                // The nodes of the last list are gone: so are the strings only they held.
+                strings.purge();
                 drop(state);
                 if !self.synced.swap(true, Ordering::AcqRel) {
                     self.synced_now.notify_waiters();
@@ -472,7 +483,7 @@ mod tests {
             .snapshot()
             .unwrap()
             .into_iter()
-            .map(|n| n.name)
+            .map(|n| n.name.clone())
             .collect();
         assert_eq!(names, ["a", "b"]);
 
@@ -490,7 +501,7 @@ mod tests {
             .snapshot()
             .unwrap()
             .into_iter()
-            .map(|n| n.name)
+            .map(|n| n.name.clone())
             .collect();
         assert_eq!(names, ["b", "c"]);
     }
@@ -539,7 +550,7 @@ mod tests {
         let kept: Vec<String> = cache.snapshot().unwrap()[0]
             .labels
             .keys()
-            .cloned()
+            .map(str::to_owned)
             .collect();
         assert_eq!(kept, ["kelvin.dev/pool", "team"]);
 
@@ -563,7 +574,7 @@ mod tests {
         let kept: Vec<String> = cache.snapshot().unwrap()[0]
             .labels
             .keys()
-            .cloned()
+            .map(str::to_owned)
             .collect();
         assert_eq!(kept, ["kelvin.dev/pool", "rack"]);
     }

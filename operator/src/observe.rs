@@ -1,7 +1,7 @@
 //! Observe: the cluster as one [`Observed`] snapshot — nodes (slim: DESIGN.md §4), the objects
 //! Kelvin owns for a GpuCluster, which optional APIs are served, and `now`.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kelvin_core::{
@@ -12,7 +12,10 @@ use kelvin_core::{
     desired::{Desired, KindInfo, ObjectKey},
     observed::{NodeWorkload, Observed, ServedApis, Timestamp},
 };
-use kelvin_crds::node::{NodeInfo, NodeTaint, kelvin_annotations};
+use kelvin_crds::{
+    node::{NodeInfo, NodeTaint, kelvin_annotations},
+    sorted_map::{Labels, Resources},
+};
 use kube::{
     Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams},
@@ -103,7 +106,7 @@ pub fn slim(node: Node) -> NodeInfo {
         ..
     } = node;
     let kelvin_label_keys = metadata.managed_fields.as_ref().map(|entries| {
-        let mut keys: Vec<String> = entries
+        let mut keys: Vec<Arc<str>> = entries
             .iter()
             .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
             .filter_map(|e| {
@@ -118,7 +121,7 @@ pub fn slim(node: Node) -> NodeInfo {
                 labels
                     .keys()
                     .filter_map(|k| k.strip_prefix("f:"))
-                    .map(str::to_owned)
+                    .map(Arc::from)
             })
             .collect();
         keys.sort();
@@ -136,7 +139,7 @@ pub fn slim(node: Node) -> NodeInfo {
                     .into_iter()
                     .filter(|(key, _)| key.contains('/'))
                     .filter_map(|(key, q)| Some((key, q.0.parse::<u64>().ok()?)))
-                    .collect::<BTreeMap<String, u64>>()
+                    .collect::<Resources>()
             };
             let ready = status
                 .conditions
@@ -146,11 +149,11 @@ pub fn slim(node: Node) -> NodeInfo {
                 .any(|c| c.type_ == "Ready" && c.status == "True");
             (count(status.capacity), count(status.allocatable), ready)
         }
-        None => (BTreeMap::new(), BTreeMap::new(), false),
+        None => (Resources::new(), Resources::new(), false),
     };
     NodeInfo {
         name: metadata.name.unwrap_or_default(),
-        labels: metadata.labels.unwrap_or_default(),
+        labels: metadata.labels.map(Labels::from).unwrap_or_default(),
         annotations: metadata
             .annotations
             .as_ref()
@@ -165,7 +168,7 @@ pub fn slim(node: Node) -> NodeInfo {
 }
 
 /// Every node, listed page by page (when the cache cannot be trusted: see `node_cache`).
-pub async fn nodes(client: &ApiClient) -> Result<Vec<NodeInfo>, ObserveError> {
+pub async fn nodes(client: &ApiClient) -> Result<Vec<Arc<NodeInfo>>, ObserveError> {
     let api: Api<Node> = Api::all(client.client.clone());
     let mut nodes = Vec::new();
     let mut params = ListParams::default().limit(PAGE);
@@ -174,7 +177,7 @@ pub async fn nodes(client: &ApiClient) -> Result<Vec<NodeInfo>, ObserveError> {
             .call(Request::Read, || api.list(&params))
             .await
             .map_err(ObserveError::ListNodes)?;
-        nodes.extend(page.items.into_iter().map(slim));
+        nodes.extend(page.items.into_iter().map(|node| Arc::new(slim(node))));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => return Ok(nodes),
@@ -329,7 +332,7 @@ pub struct PodRef {
 pub async fn workloads(
     client: &ApiClient,
     cluster: &str,
-    nodes: &[NodeInfo],
+    nodes: &[Arc<NodeInfo>],
 ) -> Result<(BTreeMap<String, NodeWorkload>, Vec<PodRef>), ObserveError> {
     let mut workloads: BTreeMap<String, NodeWorkload> = BTreeMap::new();
     let kelvins: Api<Pod> = Api::namespaced(client.client.clone(), NAMESPACE);
@@ -385,11 +388,11 @@ pub async fn workloads(
 pub async fn observe(
     client: &ApiClient,
     cluster: &str,
-    nodes: Vec<NodeInfo>,
+    nodes: Vec<Arc<NodeInfo>>,
     now: Timestamp,
 ) -> Result<(Observed, Vec<PodRef>), ObserveError> {
     let apis = served_apis(client).await?;
-    let mut observed = Observed::new(nodes, now)?;
+    let mut observed = Observed::from_shared(nodes, now)?;
     let (workloads, to_evict) = workloads(client, cluster, observed.nodes()).await?;
     observed.workloads = workloads;
     observed.apis = apis;

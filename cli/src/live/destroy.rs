@@ -59,7 +59,7 @@ pub fn command(
                 .map(|p| p.name.clone())
                 .or_else(|| {
                     let at = observed.node_index(&write.node)?;
-                    observed.nodes()[at].labels.get(POOL_LABEL).cloned()
+                    observed.nodes()[at].labels.get(POOL_LABEL).map(str::to_owned)
                 })
                 .unwrap_or_else(|| "(no pool)".to_owned());
             *per_pool.entry(pool).or_default() += 1;

@@ -4,14 +4,17 @@
 //! stored. A value Kubernetes would refuse (a label value that is a number) is kept as a
 //! [`Scalar::Other`] so the error can name the item and the key instead of failing the file.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use serde::{
     Deserialize, Deserializer,
     de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
 };
 
-use crate::node::{KELVIN_ANNOTATION_PREFIX, NodeInfo, NodeTaint};
+use crate::{
+    node::{KELVIN_ANNOTATION_PREFIX, NodeInfo, NodeTaint},
+    sorted_map::{Labels, Resources},
+};
 
 /// One item of a `List` / `NodeList`, or a single `Node` document.
 #[derive(Deserialize, Default)]
@@ -249,11 +252,11 @@ pub(super) fn to_node(item: Item) -> Result<NodeInfo, Vec<Problem>> {
             String::new()
         }
     };
-    let mut labels = BTreeMap::new();
+    let mut labels = Labels::new();
     for (key, value) in item.metadata.labels.unwrap_or_default() {
         match value {
             Scalar::Text(value) => {
-                labels.insert(key, value);
+                labels.insert(key, Arc::from(value));
             }
             Scalar::Other(other) => problems.push((
                 format!("metadata.labels[{key:?}]"),
@@ -307,12 +310,8 @@ pub(super) fn to_node(item: Item) -> Result<NodeInfo, Vec<Problem>> {
     })
 }
 
-fn counts(
-    resources: ExtendedResources,
-    path: &str,
-    problems: &mut Vec<Problem>,
-) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
+fn counts(resources: ExtendedResources, path: &str, problems: &mut Vec<Problem>) -> Resources {
+    let mut counts = Resources::new();
     for (key, value) in resources.0 {
         let parsed = match &value {
             Scalar::Text(text) => text.parse::<u64>().ok(),

@@ -26,7 +26,7 @@ fn a_kubectl_node_list_and_single_node_documents_read_the_same() {
     assert_eq!(from_list, from_single);
     let node = &from_list[0];
     assert_eq!(node.name, "gpu-00007");
-    assert_eq!(node.capacity.get("nvidia.com/gpu"), Some(&8));
+    assert_eq!(node.capacity.get("nvidia.com/gpu"), Some(8));
     assert!(
         !node.capacity.contains_key("cpu"),
         "only extended resources"
@@ -70,7 +70,7 @@ fn a_json_node_list_is_streamed_into_the_same_nodes() {
     let mut from_yaml = load_inventory("list.yaml", yaml.as_bytes()).unwrap();
     from_yaml[0]
         .labels
-        .insert("kubernetes.io/hostname".to_owned(), "gpu-00007".to_owned());
+        .insert("kubernetes.io/hostname".to_owned(), "gpu-00007".into());
     from_yaml[0].annotations.insert(
         "kelvin.dev/owned-taints".to_owned(),
         "a:NoSchedule".to_owned(),
@@ -215,7 +215,7 @@ fn other_kinds_and_a_kelvin_inventory_in_json() {
     let inventory = r#"{"apiVersion": "kelvin.dev/v1alpha1", "kind": "Inventory",
         "nodes": [{"name": "a", "labels": {"x": "y"}, "capacity": {"nvidia.com/gpu": 8}}]}"#;
     let nodes = load_inventory("inv.json", inventory.as_bytes()).unwrap();
-    assert_eq!(nodes[0].capacity.get("nvidia.com/gpu"), Some(&8));
+    assert_eq!(nodes[0].capacity.get("nvidia.com/gpu"), Some(8));
     let found = errors("empty.json", "{}");
     assert!(
         found[0].contains("kind: Required value: kind"),

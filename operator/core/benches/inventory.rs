@@ -33,7 +33,7 @@ const IMAGES: usize = 12;
 fn kube_node(index: usize, node: &NodeInfo) -> Value {
     let mut labels = serde_json::Map::new();
     for (key, value) in &node.labels {
-        labels.insert(key.clone(), json!(value));
+        labels.insert(key.to_string(), json!(value));
     }
     let name = &node.name;
     for (key, value) in [

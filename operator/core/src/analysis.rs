@@ -2,7 +2,7 @@
 //! snapshot (nodes from a cluster, an inventory, or simulated). All findings are reported, not
 //! only the first. Each rule lives next to its formula in [`crate::model`]; this ties them.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use kelvin_crds::{diagnostics::Diagnostic, node::NodeInfo, v1alpha1::GpuClusterSpec};
 use serde::Serialize;
@@ -99,15 +99,15 @@ pub fn analyze(spec: &GpuClusterSpec, observed: &Observed) -> Analysis {
 
 fn pool_reports(
     spec: &GpuClusterSpec,
-    nodes: &[NodeInfo],
+    nodes: &[Arc<NodeInfo>],
     placement: &Placement,
 ) -> Vec<PoolReport> {
     let mut counts = vec![(0u64, 0u64, 0u64); spec.gpu_pools.len()];
     for (node, pool) in nodes.iter().zip(&placement.pool_of) {
         let Some(pool) = *pool else { continue };
         let resource = devices::resource_name(&spec.gpu_pools[pool].accelerator);
-        let gpus = node.capacity.get(resource).copied().unwrap_or(0);
-        let allocatable = node.allocatable.get(resource).copied().unwrap_or(gpus);
+        let gpus = node.capacity.get(resource).unwrap_or(0);
+        let allocatable = node.allocatable.get(resource).unwrap_or(gpus);
         let entry = &mut counts[pool];
         *entry = (entry.0 + 1, entry.1 + gpus, entry.2 + allocatable);
     }
@@ -127,7 +127,7 @@ fn pool_reports(
 
 fn leaf_groups(
     spec: &GpuClusterSpec,
-    nodes: &[NodeInfo],
+    nodes: &[Arc<NodeInfo>],
     placement: &Placement,
 ) -> Vec<BTreeSet<u64>> {
     let mut groups = vec![BTreeSet::new(); spec.fabrics.len()];

@@ -82,8 +82,7 @@ impl NodeState {
 
     /// Whether `node` carries every label Kelvin wants with Kelvin's value.
     pub fn is_labelled(&self, node: &NodeInfo) -> bool {
-        self.labels()
-            .all(|(k, v)| node.labels.get(k.as_ref()).map(String::as_str) == Some(v.as_ref()))
+        self.labels().all(|(k, v)| node.labels.get(k) == Some(&**v))
     }
 }
 
@@ -313,7 +312,7 @@ impl DesiredNodes {
     /// managed (a `kelvin.dev/` key, or the node carries `kelvin.dev/pool`).
     fn owns_label(&self, node: &NodeInfo, managed: bool, key: &str) -> bool {
         match &node.kelvin_label_keys {
-            Some(keys) => keys.iter().any(|k| k == key),
+            Some(keys) => keys.iter().any(|k| **k == *key),
             None => {
                 (managed || key.starts_with("kelvin.dev/")) && self.producible_keys.contains(key)
             }
@@ -328,7 +327,7 @@ impl DesiredNodes {
             .keys()
             .filter(|key| self.owns_label(node, managed, key))
             .filter(|key| !state.wants_label(key))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         let owned_before = owned_taints(node);
         let mut add_taints = Vec::new();
@@ -413,9 +412,7 @@ fn labels_to_set(labels: Arc<[Label]>, node: &NodeInfo) -> (Arc<[Label]>, Vec<u3
     let set = labels
         .iter()
         .enumerate()
-        .filter(|(_, (key, value))| {
-            node.labels.get(key.as_ref()).map(String::as_str) != Some(value)
-        })
+        .filter(|(_, (key, value))| node.labels.get(key) != Some(&**value))
         .filter_map(|(i, _)| u32::try_from(i).ok())
         .collect();
     (labels, set)

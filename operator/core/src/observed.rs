@@ -2,7 +2,7 @@
 //! it owns, what runs on each node, which third-party APIs are served, and `now`. The offline
 //! CLI builds it from an inventory or from [`simulate`]d nodes; the operator from its watches.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 pub use k8s_openapi::jiff::Timestamp;
 use kelvin_crds::{
@@ -47,7 +47,8 @@ impl Default for ServedApis {
 /// The snapshot every decision is made from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
-    nodes: Vec<NodeInfo>,
+    /// Shared with the operator's watch cache: a snapshot clones pointers, not nodes.
+    nodes: Vec<Arc<NodeInfo>>,
     /// Objects Kelvin owns for this GpuCluster, by identity (empty offline).
     pub objects: BTreeMap<ObjectKey, Value>,
     /// Per node name; a node not listed runs nothing Kelvin waits for.
@@ -68,7 +69,15 @@ pub struct DuplicateNode {
 
 impl Observed {
     /// A snapshot of `nodes` (any order: they are sorted by name here) at `now`.
-    pub fn new(mut nodes: Vec<NodeInfo>, now: Timestamp) -> Result<Self, DuplicateNode> {
+    pub fn new(nodes: Vec<NodeInfo>, now: Timestamp) -> Result<Self, DuplicateNode> {
+        Self::from_shared(nodes.into_iter().map(Arc::new).collect(), now)
+    }
+
+    /// [`Self::new`] over nodes another owner (the operator's watch cache) keeps too.
+    pub fn from_shared(
+        mut nodes: Vec<Arc<NodeInfo>>,
+        now: Timestamp,
+    ) -> Result<Self, DuplicateNode> {
         nodes.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
             return Err(DuplicateNode {
@@ -85,7 +94,7 @@ impl Observed {
     }
 
     /// The nodes, sorted by name.
-    pub fn nodes(&self) -> &[NodeInfo] {
+    pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.nodes
     }
 
@@ -167,11 +176,11 @@ pub fn simulate_at_most(spec: &GpuClusterSpec, per_pool: usize) -> Vec<NodeInfo>
             labels.insert("kubernetes.io/hostname".into(), name.clone());
             nodes.push(NodeInfo {
                 name,
-                labels,
+                labels: labels.into(),
                 annotations: BTreeMap::new(),
                 taints: Vec::new(),
-                capacity: BTreeMap::from([(resource.clone(), gpus)]),
-                allocatable: BTreeMap::from([(resource.clone(), shares)]),
+                capacity: [(resource.as_str(), gpus)].into_iter().collect(),
+                allocatable: [(resource.as_str(), shares)].into_iter().collect(),
                 ready: true,
                 kelvin_label_keys: None,
             });

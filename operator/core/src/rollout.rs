@@ -10,7 +10,10 @@
 //! out-of-service taints and the pool's own taints share the pool's budget; nodes cooling
 //! must take out go first, in the zone's leaving order, then the rest by name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
@@ -192,12 +195,17 @@ impl NodeWrite {
     /// wants to see the next step before the watch delivers it.
     pub fn apply_to(&self, node: &mut NodeInfo) {
         if let Some(labels) = &self.diff.labels {
-            let owned: Vec<String> = match &node.kelvin_label_keys {
+            let owned: Vec<Arc<str>> = match &node.kelvin_label_keys {
                 Some(keys) => keys.clone(),
-                None => self.diff.remove_labels.clone(),
+                None => self
+                    .diff
+                    .remove_labels
+                    .iter()
+                    .map(|k| k.as_str().into())
+                    .collect(),
             };
             for key in &owned {
-                if !labels.iter().any(|(k, _)| k.as_ref() == key) {
+                if !labels.iter().any(|(k, _)| **k == **key) {
                     node.labels.remove(key);
                 }
             }
@@ -205,9 +213,9 @@ impl NodeWrite {
                 node.labels.remove(key);
             }
             for (key, value) in labels.iter() {
-                node.labels.insert(key.to_string(), value.to_string());
+                node.labels.insert(Arc::clone(key), Arc::clone(value));
             }
-            node.kelvin_label_keys = Some(labels.iter().map(|(k, _)| k.to_string()).collect());
+            node.kelvin_label_keys = Some(labels.iter().map(|(k, _)| Arc::clone(k)).collect());
         }
         if let Some(taints) = self.merge_taints(&node.taints) {
             node.taints = taints;
@@ -416,7 +424,7 @@ fn node_write(
             if held(key)
                 && let Some(current) = node.labels.get(key.as_ref())
             {
-                *value = current.as_str().into();
+                *value = current.into();
             }
         }
         diff.retarget_labels(held_labels.into(), node);
@@ -513,7 +521,7 @@ pub fn cleanup(spec: &GpuClusterSpec, analysis: &Analysis, observed: &Observed) 
                 || node
                     .labels
                     .get(crate::constants::POOL_LABEL)
-                    .is_some_and(|p| pools.contains(p.as_str()))
+                    .is_some_and(|p| pools.contains(p))
         })
         .filter_map(|(_, node)| {
             let owned = owned_taints(node);
@@ -539,8 +547,8 @@ pub fn cleanup(spec: &GpuClusterSpec, analysis: &Analysis, observed: &Observed) 
             let remove_labels = match &node.kelvin_label_keys {
                 Some(keys) => keys
                     .iter()
-                    .filter(|k| node.labels.contains_key(*k))
-                    .cloned()
+                    .filter(|k| node.labels.contains_key(k))
+                    .map(|k| k.to_string())
                     .collect(),
                 None => Vec::new(),
             };

@@ -72,14 +72,14 @@ fn a_node_that_leaves_its_pool_loses_kelvins_labels_and_taints() {
         nodes = after(&spec, nodes);
     }
     let node = &mut nodes[0];
-    assert_eq!(node.labels[POOL_LABEL], "h100");
+    assert_eq!(node.labels.get(POOL_LABEL).unwrap(), "h100");
     assert!(
         node.taints
             .contains(&taint("example.com/dedicated", "training"))
     );
     // Someone relabels it out of the pool; a label of its own stays.
-    node.labels.insert("sku".into(), "retired".into());
-    node.labels.insert("team".into(), "infra".into());
+    node.labels.insert("sku", "retired".into());
+    node.labels.insert("team", "infra".into());
     let nodes = after(&spec, nodes);
     let node = &nodes[0];
     for key in [
@@ -93,7 +93,7 @@ fn a_node_that_leaves_its_pool_loses_kelvins_labels_and_taints() {
             node.labels
         );
     }
-    assert_eq!(node.labels["team"], "infra");
+    assert_eq!(node.labels.get("team").unwrap(), "infra");
     assert!(node.taints.is_empty(), "{:?}", node.taints);
     assert!(!node.annotations.contains_key(OWNED_TAINTS_ANNOTATION));
 }
@@ -175,11 +175,11 @@ fn a_foreign_taint_with_kelvins_key_and_effect_is_never_replaced() {
 fn with_managed_fields_known_only_labels_kelvin_owns_are_removed() {
     let spec = cluster(&pool("h100", "hgx", 8, 1, "    labels: {team: fsd}\n"), "");
     let mut nodes = simulate(&spec.spec);
-    nodes[0].labels.insert(POOL_LABEL.into(), "h100".into());
+    nodes[0].labels.insert(POOL_LABEL, "h100".into());
     // `team` was set by a person (another field manager); kelvin owns only the pool label.
-    nodes[0].labels.insert("team".into(), "fsd".into());
+    nodes[0].labels.insert("team", "fsd".into());
     nodes[0].kelvin_label_keys = Some(vec![POOL_LABEL.into()]);
-    nodes[0].labels.insert("sku".into(), "other".into());
+    nodes[0].labels.insert("sku", "other".into());
     let planned = planned(&spec, nodes);
     let write = &planned.rollout.writes[0];
     assert_eq!(write.diff.remove_labels, [POOL_LABEL.to_owned()]);
@@ -197,7 +197,7 @@ fn a_node_of_two_pools_is_left_alone_and_the_rest_are_planned() {
         "",
     );
     let mut nodes = simulate(&spec.spec);
-    nodes[3].labels.insert("sku".into(), "hgx".into());
+    nodes[3].labels.insert("sku", "hgx".into());
     let planned = planned(&spec, nodes.clone());
     assert!(planned.plan.valid, "{:?}", planned.plan.errors);
     assert_eq!(planned.plan.nodes_left_alone.len(), 1);
@@ -246,7 +246,12 @@ fn nvlink_domains_of_pools_with_different_node_sizes_do_not_collide() {
         "",
     );
     let nodes = after(&spec, simulate(&spec.spec));
-    let domain = |n: &NodeInfo| n.labels["network.topology.nvidia.com/accelerator"].clone();
+    let domain = |n: &NodeInfo| {
+        n.labels
+            .get("network.topology.nvidia.com/accelerator")
+            .unwrap()
+            .to_owned()
+    };
     let big: Vec<String> = nodes[..4].iter().map(domain).collect();
     let half: Vec<String> = nodes[4..].iter().map(domain).collect();
     assert_eq!(big, ["big-nvl-0", "big-nvl-1", "big-nvl-2", "big-nvl-3"]);
@@ -329,7 +334,7 @@ fn two_gpuclusters_leave_each_others_nodes_alone() {
     }
     let b_node = nodes
         .iter()
-        .find(|n| n.labels.get(POOL_LABEL).map(String::as_str) == Some("b200"))
+        .find(|n| n.labels.get(POOL_LABEL) == Some("b200"))
         .unwrap()
         .clone();
     assert!(
@@ -361,14 +366,14 @@ fn two_gpuclusters_leave_each_others_nodes_alone() {
     let after_a = after(&a, with_transition);
     let node = after_a.iter().find(|n| n.name == b_node.name).unwrap();
     assert!(node.annotations.contains_key(TRANSITION_ANNOTATION));
-    assert_eq!(node.labels[POOL_LABEL], "b200");
+    assert_eq!(node.labels.get(POOL_LABEL).unwrap(), "b200");
 }
 
 #[test]
 fn a_transition_on_a_node_that_left_the_pools_is_cleared() {
     let spec = cluster(&pool("h100", "hgx", 8, 1, ""), "");
     let mut nodes = simulate(&spec.spec);
-    nodes[0].labels.insert("sku".into(), "gone".into());
+    nodes[0].labels.insert("sku", "gone".into());
     nodes[0].annotations.insert(
         TRANSITION_ANNOTATION.into(),
         "taint@2026-12-01T11:00:00Z".into(),
@@ -382,7 +387,7 @@ fn cleanup_takes_kelvin_off_its_nodes_and_leaves_the_rest() {
     let spec = cluster(&pool("h100", "hgx", 8, 2, TAINT), "");
     let mut nodes = simulate(&spec.spec);
     nodes[0].taints.push(taint("nvidia.com/gpu", "present"));
-    nodes[0].labels.insert("team".into(), "infra".into());
+    nodes[0].labels.insert("team", "infra".into());
     let mut nodes = after(&spec, after(&spec, after(&spec, nodes)));
     assert!(nodes.iter().all(|n| n.labels.contains_key(POOL_LABEL)));
     let observed = Observed::new(nodes.clone(), now()).unwrap();
@@ -393,7 +398,7 @@ fn cleanup_takes_kelvin_off_its_nodes_and_leaves_the_rest() {
         write.apply_to(nodes.iter_mut().find(|n| n.name == write.node).unwrap());
     }
     for node in &nodes {
-        let kelvins: Vec<&String> = node
+        let kelvins: Vec<&str> = node
             .labels
             .keys()
             .filter(|k| k.starts_with("kelvin.dev/") || k.starts_with("network.topology"))
@@ -402,7 +407,7 @@ fn cleanup_takes_kelvin_off_its_nodes_and_leaves_the_rest() {
         assert!(node.annotations.is_empty(), "{:?}", node.annotations);
         assert!(!node.taints.iter().any(|t| t.key == "example.com/dedicated"));
     }
-    assert_eq!(nodes[0].labels["team"], "infra");
+    assert_eq!(nodes[0].labels.get("team").unwrap(), "infra");
     assert_eq!(nodes[0].taints, [taint("nvidia.com/gpu", "present")]);
     // Nothing left to clean.
     let observed = Observed::new(nodes, now()).unwrap();

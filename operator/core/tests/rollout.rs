@@ -51,7 +51,7 @@ fn nodes(cluster: &GpuCluster) -> Vec<NodeInfo> {
     assert_eq!(
         nodes
             .iter()
-            .filter(|n| n.labels.get("loop").map(String::as_str) == Some("a"))
+            .filter(|n| n.labels.get("loop") == Some("a"))
             .count(),
         50
     );
@@ -285,7 +285,7 @@ fn a_maintenance_zone_drains_fully_in_batches_and_comes_back() {
     // Every loop-b node runs 3 evictable pods until the step after it goes out of service.
     let mut workloads: BTreeMap<String, NodeWorkload> = nodes
         .iter()
-        .filter(|n| n.labels.get("loop").map(String::as_str) == Some("b"))
+        .filter(|n| n.labels.get("loop") == Some("b"))
         .map(|n| {
             (
                 n.name.clone(),
@@ -390,7 +390,7 @@ fn a_degraded_zone_caps_every_node_at_once_and_recovery_removes_the_cap() {
     assert_eq!(planned.plan.cooling_zones[1].gpu_power_cap_watts, Some(425));
     let capped = nodes
         .iter()
-        .filter(|n| n.labels.get(POWER_CAP_LABEL).map(String::as_str) == Some("425"))
+        .filter(|n| n.labels.get(POWER_CAP_LABEL) == Some("425"))
         .count();
     assert_eq!((capped, in_transition(&nodes)), (50, 0));
     // Back to Normal: the cap label goes from every node (whole desired state, not a delta).

@@ -693,7 +693,8 @@ pub fn kelvin_label_keys(node: &Node) -> BTreeSet<String> {
     observe::slim(node.clone())
         .kelvin_label_keys
         .unwrap_or_default()
-        .into_iter()
+        .iter()
+        .map(|k| k.to_string())
         .collect()
 }
 

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kelvin_crds::diagnostics::has_errors;
 use kelvin_crds::node::NodeInfo;
+use kelvin_crds::sorted_map::Resources;
 use kelvin_crds::v1alpha1::GpuClusterSpec;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -336,12 +337,12 @@ impl SpecNodes {
 
 /// A simulated node as a kwok-managed Node object.
 fn kwok_node(info: &NodeInfo) -> Node {
-    let with_host = |extended: &BTreeMap<String, u64>| {
+    let with_host = |extended: &Resources| {
         let mut resources = host_resources();
         resources.extend(
             extended
                 .iter()
-                .map(|(k, v)| (k.clone(), Quantity(v.to_string()))),
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string()))),
         );
         resources
     };
@@ -366,7 +367,7 @@ fn kwok_node(info: &NodeInfo) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(info.name.clone()),
-            labels: Some(info.labels.clone()),
+            labels: Some(BTreeMap::from(&info.labels)),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
@@ -601,15 +602,18 @@ mod tests {
             let node = set.node(i);
             assert_eq!(node.metadata.name.as_ref(), Some(&info.name));
             // Labels exactly as simulated: nothing added that a plan could see.
-            assert_eq!(node.metadata.labels.as_ref(), Some(&info.labels));
+            assert_eq!(
+                node.metadata.labels.as_ref(),
+                Some(&BTreeMap::from(&info.labels))
+            );
             assert_eq!(node.metadata.annotations.unwrap()[KWOK_ANNOTATION], "fake");
             let status = node.status.unwrap();
             let (capacity, allocatable) = (status.capacity.unwrap(), status.allocatable.unwrap());
             for (resource, count) in &info.capacity {
-                assert_eq!(capacity[resource].0, count.to_string(), "{resource}");
+                assert_eq!(capacity[&**resource].0, count.to_string(), "{resource}");
             }
             for (resource, count) in &info.allocatable {
-                assert_eq!(allocatable[resource].0, count.to_string(), "{resource}");
+                assert_eq!(allocatable[&**resource].0, count.to_string(), "{resource}");
             }
             assert_eq!(capacity["pods"].0, "110");
             assert_eq!(allocatable["cpu"].0, "224");

@@ -5,7 +5,7 @@
 //! the rollout's business (each pool's disruption budget); the zone plan says which nodes and
 //! in what order, and what is still over capacity while nodes in service remain.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use kelvin_crds::{
     diagnostics::Diagnostic,
@@ -163,7 +163,7 @@ pub fn plan_zone(zone: &CoolingZone, loads: &[NodeLoad]) -> ZonePlan {
 /// and Degraded / Maintenance zones (warnings: the plan acts on them).
 pub fn plan(
     spec: &GpuClusterSpec,
-    nodes: &[NodeInfo],
+    nodes: &[Arc<NodeInfo>],
     placement: &Placement,
     out: &mut Vec<Diagnostic>,
 ) -> Vec<ZonePlan> {

@@ -3,7 +3,7 @@
 //! never touches it, reported naming the nodes and both owners; the spec stays valid, so one
 //! mislabelled node of 70,000 does not stop the others.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use kelvin_crds::{diagnostics::Diagnostic, node::NodeInfo, v1alpha1::GpuClusterSpec};
 
@@ -34,7 +34,7 @@ impl Placement {
 }
 
 /// Places `nodes` into the spec's pools and zones.
-pub fn place(spec: &GpuClusterSpec, nodes: &[NodeInfo]) -> Placement {
+pub fn place(spec: &GpuClusterSpec, nodes: &[Arc<NodeInfo>]) -> Placement {
     let mut pool_clashes: BTreeMap<(usize, usize), Vec<&str>> = BTreeMap::new();
     let mut zone_clashes: BTreeMap<(usize, usize), Vec<&str>> = BTreeMap::new();
     let mut placement = Placement {

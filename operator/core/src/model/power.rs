@@ -24,7 +24,7 @@ pub fn node_watts(pool: &GpuPool) -> u64 {
 /// that the design figures (at `expectedNodes`) are checked against.
 pub fn live_it_watts(
     spec: &GpuClusterSpec,
-    nodes: &[kelvin_crds::node::NodeInfo],
+    nodes: &[std::sync::Arc<kelvin_crds::node::NodeInfo>],
     pool_of: &[Option<usize>],
     zone_of: &[Option<usize>],
     zone_caps: &[Option<u64>],
@@ -439,7 +439,7 @@ mod tests {
             value: Some("lab-row-1".into()),
             effect: "NoSchedule".into(),
         });
-        let nodes = [node("a"), node("b"), out, node("d")];
+        let nodes = [node("a"), node("b"), out, node("d")].map(std::sync::Arc::new);
         // a: a100 in zone 0, capped at 250 W: 3,300 + 8 x 250 = 5,300 W.
         // b: l40s in no zone: full power, 1,200 + 4 x 350 = 2,600 W.
         // c: out of service: 0. d: in no pool: 0.

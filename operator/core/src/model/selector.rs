@@ -1,21 +1,19 @@
 //! Label selectors (matchLabels + matchExpressions), matched the way the API server does.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use kelvin_crds::{diagnostics::Diagnostic, v1alpha1::GpuClusterSpec};
+use kelvin_crds::{diagnostics::Diagnostic, sorted_map::Labels, v1alpha1::GpuClusterSpec};
 
 use super::{pool_path, zone_path};
 
 /// Whether `labels` satisfy `selector`. An empty selector matches everything; an unknown
 /// operator matches nothing (and is reported by [`check`]).
-pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub fn matches(selector: &LabelSelector, labels: &Labels) -> bool {
     let labels_match = selector
         .match_labels
         .iter()
         .flatten()
-        .all(|(key, value)| labels.get(key) == Some(value));
+        .all(|(key, value)| labels.get(key) == Some(value.as_str()));
     labels_match
         && selector
             .match_expressions
@@ -24,9 +22,10 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
             .all(|requirement| {
                 let values = requirement.values.as_deref().unwrap_or_default();
                 let current = labels.get(&requirement.key);
+                let listed = |v: &str| values.iter().any(|listed| listed == v);
                 match requirement.operator.as_str() {
-                    "In" => current.is_some_and(|v| values.contains(v)),
-                    "NotIn" => current.is_none_or(|v| !values.contains(v)),
+                    "In" => current.is_some_and(listed),
+                    "NotIn" => current.is_none_or(|v| !listed(v)),
                     "Exists" => current.is_some(),
                     "DoesNotExist" => current.is_none(),
                     _ => false,
@@ -217,21 +216,23 @@ pub fn check_spec(spec: &GpuClusterSpec, out: &mut Vec<Diagnostic>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .map(|(k, v)| (*k, Arc::<str>::from(*v)))
             .collect()
     }
 
     #[test]
     fn match_labels_and_expressions_are_anded() {
         let selector = LabelSelector {
-            match_labels: Some(labels(&[("sku", "h100")])),
+            match_labels: Some([("sku".into(), "h100".into())].into()),
             match_expressions: Some(vec![LabelSelectorRequirement {
                 key: "hall".into(),
                 operator: "In".into(),
@@ -252,7 +253,7 @@ mod tests {
     #[test]
     fn keys_and_values_no_label_can_have_are_errors() {
         let selector = LabelSelector {
-            match_labels: Some(labels(&[("kelvin.dev/sku", "dgx h100")])),
+            match_labels: Some([("kelvin.dev/sku".into(), "dgx h100".into())].into()),
             match_expressions: Some(vec![LabelSelectorRequirement {
                 key: "bad key".into(),
                 operator: "In".into(),

@@ -2,6 +2,8 @@
 //! the number at the end of its name — gives its NVLink domain, leaf group, spine block and
 //! core, written as topology labels (NVIDIA Topograph's keys by default).
 
+use std::sync::Arc;
+
 use kelvin_crds::{
     diagnostics::Diagnostic,
     node::NodeInfo,
@@ -136,7 +138,7 @@ pub fn check_label_lengths(
 /// and positions held by two nodes (they would share a leaf slot). Names the fabric and nodes.
 pub fn check_positions(
     spec: &GpuClusterSpec,
-    nodes: &[NodeInfo],
+    nodes: &[Arc<NodeInfo>],
     placement: &Placement,
     out: &mut Vec<Diagnostic>,
 ) {
