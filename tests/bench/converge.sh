@@ -21,8 +21,8 @@
 #      server-side apply (what Kelvin sends) and as a merge patch (what kubectl sends);
 #   5. the operator (release build, already leading) from `kubectl apply` of the GpuCluster to
 #      every node labelled, watched from outside: wall time, writes (its /metrics), peak RSS,
-#      CPU; then SECONDS (60) of steady state: writes (must be 0; Lease renewals are not counted)
-#      and CPU.
+#      CPU; then, once the GpuCluster's status says Converged and its writes have stopped,
+#      SECONDS (60) of steady state: writes (must be 0; Lease renewals are not counted) and CPU.
 # Prints a table and, last, one JSON line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -148,6 +148,17 @@ start_operator() {
   log "the operator did not lead within 60 s"; tail -20 "$dir/operator-$1.log" >&2; exit 1
 }
 stop_operator() { kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true; operator_pid=""; }
+quiet_writes() { # until the operator's write count holds for 3 s (at most 60 s)
+  local last now i
+  last="$(metric_sum kelvin_api_writes_total)"
+  for ((i = 0; i < 20; i++)); do
+    sleep 3
+    now="$(metric_sum kelvin_api_writes_total)"
+    [[ "$now" == "$last" ]] && return 0
+    last="$now"
+  done
+  log "the operator kept writing for 60 s after converging"
+}
 converge() { # SPEC COUNT: seconds from apply to COUNT nodes labelled (one write carries them all)
   "$bench" converged --label kelvin.dev/pool --count "$2" -- \
     "${k[@]}" apply --server-side -f "$1"
@@ -198,6 +209,11 @@ start_operator full
 writes0="$(metric_sum kelvin_api_writes_total)" node_writes0="$(metric_sum 'kelvin_api_writes_total{verb="apply",kind="Node"}')"
 cpu0="$(cpu_seconds)"
 operator_seconds="$(converge "$spec" "$nodes")"
+# The pass that wrote the last node still writes the GpuCluster's status and its Events: that
+# is convergence too. Steady state starts once the status says so and the writes have stopped.
+"${k[@]}" wait gpucluster bench --timeout=300s \
+  --for=jsonpath='{.status.conditions[?(@.type=="Progressing")].reason}'=Converged >/dev/null
+quiet_writes
 writes1="$(metric_sum kelvin_api_writes_total)" node_writes1="$(metric_sum 'kelvin_api_writes_total{verb="apply",kind="Node"}')"
 cpu1="$(cpu_seconds)" peak="$(peak_kib)"
 log "   converged in ${operator_seconds} s; steady state for ${steady} s"
