@@ -53,14 +53,6 @@ impl<V> SortedMap<V> {
         }
     }
 
-    /// Sets `key` to `value` unless it is set.
-    pub fn insert_if_absent(&mut self, key: impl Into<Arc<str>>, value: V) {
-        let key = key.into();
-        if let Err(at) = self.find(&key) {
-            self.0.insert(at, (key, value));
-        }
-    }
-
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &str) -> Option<V> {
         self.find(key).ok().map(|at| self.0.remove(at).1)
@@ -144,15 +136,6 @@ impl<K: Into<Arc<str>>, V> FromIterator<(K, V)> for SortedMap<V> {
         }
         kept.shrink_to_fit();
         Self(kept)
-    }
-}
-
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
-        entries
-            .into_iter()
-            .map(|(k, v)| (k, Arc::<str>::from(v)))
-            .collect()
     }
 }
 
@@ -311,7 +294,6 @@ mod tests {
         labels.insert("z", "2".into());
         labels.insert("a", "3".into());
         assert_eq!(labels.insert("m", "4".into()).as_deref(), Some("1"));
-        labels.insert_if_absent("a", "5".into());
         assert_eq!(labels.keys().collect::<Vec<_>>(), ["a", "m", "z"]);
         assert_eq!(labels.get("a"), Some("3"));
         assert_eq!(labels.remove("m").as_deref(), Some("4"));

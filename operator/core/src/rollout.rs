@@ -195,17 +195,12 @@ impl NodeWrite {
     /// wants to see the next step before the watch delivers it.
     pub fn apply_to(&self, node: &mut NodeInfo) {
         if let Some(labels) = &self.diff.labels {
-            let owned: Vec<Arc<str>> = match &node.kelvin_label_keys {
-                Some(keys) => keys.clone(),
-                None => self
-                    .diff
-                    .remove_labels
-                    .iter()
-                    .map(|k| k.as_str().into())
-                    .collect(),
+            let owned: Vec<&str> = match &node.kelvin_label_keys {
+                Some(keys) => keys.iter().map(|k| &**k).collect(),
+                None => self.diff.remove_labels.iter().map(String::as_str).collect(),
             };
-            for key in &owned {
-                if !labels.iter().any(|(k, _)| **k == **key) {
+            for key in owned {
+                if !labels.iter().any(|(k, _)| **k == *key) {
                     node.labels.remove(key);
                 }
             }
