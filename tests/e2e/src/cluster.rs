@@ -432,6 +432,28 @@ async fn client_from(kubeconfig: Kubeconfig) -> Result<Client> {
     Client::try_from(config).context("building a Kubernetes client")
 }
 
+/// Runs one API request again (up to 5 tries, 200 ms apart) when it failed before an answer
+/// came back: the API server closes a keep-alive connection after 90 s idle (Go's
+/// `IdleTimeout`), which is also hyper's pool timeout, so a request sent on it as it closes
+/// fails with "connection closed before message completed". Answers (`kube::Error::Api`) are
+/// returned as they are; callers make their requests idempotent (AlreadyExists/NotFound).
+pub async fn retry_unanswered<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut tries = 1;
+    loop {
+        match request().await {
+            Err(kube::Error::Service(_) | kube::Error::HyperError(_)) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, an error that is not transient, or
 /// `timeout` passes. Errors from `check` are retried until the deadline and then reported.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cluster::retry_unanswered;
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -400,7 +401,8 @@ where
         let api = api.clone();
         let node = make(i);
         async move {
-            match api.create(&PostParams::default(), &node).await {
+            let params = PostParams::default();
+            match retry_unanswered(|| api.create(&params, &node)).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
                 Err(e) => {
@@ -426,7 +428,8 @@ where
         let api = api.clone();
         let name = name(i);
         async move {
-            match api.delete(&name, &DeleteParams::default()).await {
+            let params = DeleteParams::default();
+            match retry_unanswered(|| api.delete(&name, &params)).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
                 Err(e) => Err(anyhow!(e).context(format!("deleting node {name}"))),
@@ -451,7 +454,9 @@ async fn count_ready(
     }
     let (mut total, mut ready) = (0, 0);
     loop {
-        let list = api.list(&params).await.context("listing nodes")?;
+        let list = retry_unanswered(|| api.list(&params))
+            .await
+            .context("listing nodes")?;
         let kept: Vec<&Node> = list.items.iter().filter(|n| keep(n)).collect();
         total += kept.len();
         ready += kept.iter().filter(|n| is_ready(n)).count();
